@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -182,11 +183,15 @@ def make_toy_base_model(
     model.save_pretrained(temporary)
     tokenizer.save_pretrained(temporary)
     (temporary / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2))
-    if path.exists():
-        import shutil
-
+    if force and path.exists():
         shutil.rmtree(path)
-    temporary.rename(path)  # atomic, so a half-written folder is never taken for a cached model
+    try:
+        temporary.rename(path)  # atomic, so a half-written folder is never taken for a cached model
+    except OSError:
+        # Another process cached the same settings meanwhile; theirs is identical (training is deterministic).
+        if not (path / SETTINGS_FILE).exists():
+            raise
+        shutil.rmtree(temporary)
     return path
 
 
