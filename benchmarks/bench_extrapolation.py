@@ -1,0 +1,192 @@
+"""Speed of extrapolated decoding, measured side by side in one run (median of repeats), printed as ratios.
+
+1. Dense extrapolation (`selection="all"`) vs plain `generate` of the RL model, same batch and lengths
+   (target <= 2.0x: two forwards a token).
+2. Ours vs a naive processor that re-runs the other model on the whole prefix every step, at 512 new tokens
+   (target: ours >= 10x faster).
+3. LoRA: plain `generate` of the LoRA model vs the single-weights paths: a second, adapter-disabled call per token,
+   and one batched forward of RL and base rows (`one_forward=True`; target <= 1.3x).
+
+Usage: `python benchmarks/bench_extrapolation.py [--device cuda] [--quick]`. Tiny random Llama models, greedy decoding
+with `min_new_tokens` so every run generates exactly the same number of tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from hf_dlp.extrapolation import ExtrapolationLogitsProcessor, generate_with_extrapolation
+
+
+class NaiveRecomputeProcessor(ExtrapolationLogitsProcessor):
+    """The baseline users would write: no cache, the other model re-runs the whole prefix at every step."""
+
+    def _start(self, input_ids):
+        result = super()._start(input_ids)
+        self._prompt_mask = self._attention_mask
+        return result
+
+    def _step(self, input_ids):
+        batch = input_ids.shape[0]
+        self._attention_mask = torch.cat([self._attention_mask, self._attention_mask.new_ones(batch, 1)], dim=-1)
+        mask = self._attention_mask
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        self._cache = None
+        with torch.inference_mode():
+            outputs = self.other_model(
+                input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1
+            )
+        self.other_tokens += input_ids.numel()
+        return outputs.logits[:, -1].float()
+
+
+def tiny_llama(seed: int, hidden: int, layers: int, device: str, dtype: torch.dtype) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        vocab_size=1024,
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        num_key_value_heads=max(1, hidden // 64),
+        max_position_embeddings=4096,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
+
+
+def timed(fn, repeats: int, device: str) -> float:
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def make_batch(batch: int, prompt_len: int, device: str):
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(3, 1024, (batch, prompt_len), generator=generator)
+    mask = torch.ones_like(input_ids)
+    mask[0, : prompt_len // 4] = 0  # one left-padded row
+    input_ids[0, : prompt_len // 4] = 0
+    return input_ids.to(device), mask.to(device)
+
+
+def bench_dense_and_naive(args, rl, base, input_ids, mask) -> None:
+    common = dict(attention_mask=mask, do_sample=False, pad_token_id=0)
+
+    def plain(new):
+        return lambda: rl.generate(input_ids, max_new_tokens=new, min_new_tokens=new, **common)
+
+    def ours(new):
+        return lambda: generate_with_extrapolation(
+            rl, base_model=base, gamma=0.5, input_ids=input_ids, max_new_tokens=new, min_new_tokens=new, **common
+        )
+
+    def naive(new):
+        def run():
+            processor = NaiveRecomputeProcessor(base_model=base, gamma=0.5, prompt_attention_mask=mask)
+            rl.generate(input_ids, max_new_tokens=new, min_new_tokens=new, logits_processor=[processor], **common)
+
+        return run
+
+    plain(4)(), ours(4)(), naive(4)()  # warm-up
+    t_plain = timed(plain(args.new_tokens), args.repeats, args.device)
+    t_ours = timed(ours(args.new_tokens), args.repeats, args.device)
+    print(
+        f"[1] B={args.batch} P={args.prompt_len} T={args.new_tokens}: plain {t_plain:.3f}s, dense extrapolation "
+        f"{t_ours:.3f}s -> ratio {t_ours / t_plain:.2f}x (target <= 2.0x)"
+    )
+    if args.skip_naive:
+        return
+    t_ours_long = timed(ours(args.naive_tokens), args.naive_repeats, args.device)
+    t_naive = timed(naive(args.naive_tokens), args.naive_repeats, args.device)
+    print(
+        f"[2] T={args.naive_tokens}: ours {t_ours_long:.3f}s, naive full-prefix recompute {t_naive:.3f}s -> ours is "
+        f"{t_naive / t_ours_long:.1f}x faster (target >= 10x)"
+    )
+
+
+def bench_lora(args, base, input_ids, mask) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(
+        copy.deepcopy(base), LoraConfig(r=16, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
+    )
+    lora.eval()
+    common = dict(
+        attention_mask=mask,
+        do_sample=False,
+        pad_token_id=0,
+        max_new_tokens=args.new_tokens,
+        min_new_tokens=args.new_tokens,
+    )
+
+    def plain():
+        return lora.generate(input_ids=input_ids, **common)
+
+    def two_calls():
+        return generate_with_extrapolation(lora, gamma=0.5, input_ids=input_ids, **common)
+
+    def one_forward():
+        return generate_with_extrapolation(lora, gamma=0.5, input_ids=input_ids, one_forward=True, **common)
+
+    plain(), two_calls(), one_forward()
+    t_plain = timed(plain, args.repeats, args.device)
+    t_two = timed(two_calls, args.repeats, args.device)
+    t_one = timed(one_forward, args.repeats, args.device)
+    print(
+        f"[3] LoRA (r=16) T={args.new_tokens}: plain {t_plain:.3f}s, adapter-disabled second call {t_two:.3f}s "
+        f"({t_two / t_plain:.2f}x), one batched forward {t_one:.3f}s ({t_one / t_plain:.2f}x; target <= 1.3x)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (CUDA default).")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--prompt_len", type=int, default=128)
+    parser.add_argument("--new_tokens", type=int, default=128)
+    parser.add_argument("--naive_tokens", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--naive_repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
+    parser.add_argument("--quick", action="store_true", help="Smaller settings for a fast check.")
+    parser.add_argument("--skip_naive", action="store_true", help="Skip the (slow, quadratic) naive baseline.")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.new_tokens, args.naive_tokens, args.repeats, args.naive_repeats = 32, 128, 3, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if args.device == "cuda" else torch.float32)
+    print(
+        f"device={args.device} dtype={dtype} threads={torch.get_num_threads()} torch={torch.__version__} "
+        f"llama hidden={args.hidden} layers={args.layers}"
+    )
+    rl = tiny_llama(1, args.hidden, args.layers, args.device, dtype)
+    base = tiny_llama(2, args.hidden, args.layers, args.device, dtype)
+    input_ids, mask = make_batch(args.batch, args.prompt_len, args.device)
+    with torch.inference_mode():
+        bench_dense_and_naive(args, rl, base, input_ids, mask)
+        bench_lora(args, base, input_ids, mask)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

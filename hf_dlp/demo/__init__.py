@@ -1,0 +1,7 @@
+"""`hf-dlp demo`: the whole paper in miniature on the offline toy task (or on real models and data)."""
+
+from .config import DemoConfig
+from .pipeline import run_demo
+from .report import write_report
+
+__all__ = ["DemoConfig", "run_demo", "write_report"]

@@ -1,0 +1,108 @@
+"""`DemoConfig`: settings of `hf-dlp demo`, the paper in miniature (budgets, seeds, and which models and data)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from ..reweighting import REWEIGHTING_METHODS
+
+
+@dataclass
+class DemoConfig:
+    """Settings of `run_demo`. The defaults fit 2 CPU cores in under 15 minutes; `quick()` shrinks every budget.
+
+    Args:
+        output_dir (`str`, defaults to `"demo_output"`): where the report, figures, JSON and models go.
+        seed (`int`, defaults to `0`): seed of training, sampling and the evaluation problems.
+        base_model (`str`, *optional*): a base model path or Hub id; `None` makes (or reuses) the toy base model.
+        train_dataset (`str`, defaults to `"toy"`): `"toy"`, a local data file or a Hub dataset id (needs `prompt` and
+            `answer` columns, or `--prompt_column`/`--answer_column` style renames done beforehand).
+        eval_dataset (`str`, defaults to `"toy"`): same forms as `train_dataset`.
+        methods (`tuple[str, ...]`, defaults to `("none", "low_prob")`): reweightings to train; `"none"` is the DAPO
+            baseline and must come first (the analysis and sweeps use it as "the RLVR model").
+        reweight_alpha (`float`, defaults to `0.2`): α of the reweighted runs (the paper's value for Qwen2.5-Math-7B).
+        train_steps (`int`, defaults to `120`): GRPO steps per run.
+        prompts_per_step (`int`, defaults to `8`) and num_generations (`int`, defaults to `8`): the GRPO batch.
+        learning_rate (`float`, defaults to `5e-4`): GRPO learning rate (tiny models need a large one).
+        max_completion_length (`int`, defaults to `40`): longest rollout / evaluation completion.
+        eval_problems (`int`, defaults to `128`) and eval_samples (`int`, defaults to `8`): Avg@k and Pass@k budget.
+        analysis_prompts (`int`, defaults to `48`) and analysis_samples (`int`, defaults to `4`): responses per model
+            scored by the analysis.
+        sweep_problems (`int`, defaults to `64`) and sweep_samples (`int`, defaults to `4`): budget of every sweep point.
+        replacement_taus (`dict[str, list[float]]`): τ grid per selection rule of the replacement sweep.
+        extrapolation_gammas (`list[float]`) and extrapolation_taus (`list[float]`): the γ × τ grid.
+        top_p (`float`, defaults to `0.7`): nucleus of evaluation and sweeps (the paper's evaluation setting).
+        quick (`bool`, defaults to `False`): set by `quick()`; recorded in the report.
+    """
+
+    output_dir: str = "demo_output"
+    seed: int = 0
+    base_model: str | None = None
+    train_dataset: str = "toy"
+    eval_dataset: str = "toy"
+    methods: tuple[str, ...] = ("none", "low_prob")
+    reweight_alpha: float = 0.2
+    train_steps: int = 120
+    prompts_per_step: int = 8
+    num_generations: int = 8
+    learning_rate: float = 5e-4
+    max_completion_length: int = 40
+    eval_problems: int = 128
+    eval_samples: int = 8
+    analysis_prompts: int = 48
+    analysis_samples: int = 4
+    sweep_problems: int = 64
+    sweep_samples: int = 4
+    replacement_taus: dict[str, list[float]] = field(
+        default_factory=lambda: {
+            "delta_logp": [-2.0, -1.0, -0.5, -0.2],
+            "kl": [0.5, 0.2, 0.1, 0.05],
+            "entropy": [1.0, 0.5, 0.2, 0.1],
+            "random": [0.02, 0.05, 0.1, 0.2],
+        }
+    )
+    extrapolation_gammas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3])
+    extrapolation_taus: list[float] = field(default_factory=lambda: [-1.0, -0.3])
+    top_p: float = 0.7
+    quick: bool = False
+
+    def __post_init__(self):
+        self.methods = tuple(self.methods)
+        unknown = [method for method in self.methods if method not in REWEIGHTING_METHODS]
+        if unknown:
+            raise ValueError(f"`methods` has unknown reweightings {unknown}; choose from {REWEIGHTING_METHODS}.")
+        if not self.methods or self.methods[0] != "none":
+            raise ValueError(
+                f"`methods` must start with 'none' (the DAPO baseline the analysis uses), got {self.methods}."
+            )
+        for name in ("train_steps", "prompts_per_step", "eval_problems", "eval_samples", "analysis_prompts",
+                     "analysis_samples", "sweep_problems", "sweep_samples", "max_completion_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
+        if self.num_generations < 2:
+            raise ValueError(f"`num_generations` must be at least 2 (GRPO compares samples), got {self.num_generations}.")
+        if self.reweight_alpha < 0:
+            raise ValueError(f"`reweight_alpha` must be >= 0, got {self.reweight_alpha}.")
+
+    def quick_version(self) -> DemoConfig:
+        """The same pipeline on a budget small enough for a test (under 3 minutes on 2 cores)."""
+        return replace(
+            self,
+            quick=True,
+            train_steps=6,
+            prompts_per_step=2,
+            num_generations=4,
+            eval_problems=12,
+            eval_samples=2,
+            analysis_prompts=6,
+            analysis_samples=2,
+            sweep_problems=6,
+            sweep_samples=1,
+            replacement_taus={name: values[1:3] for name, values in self.replacement_taus.items()},
+            extrapolation_gammas=[0.0, 0.3],
+            extrapolation_taus=[-0.3],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,333 @@
+"""`generate_with_extrapolation`, `enable_extrapolation`, the LoRA single-weights path, `ExtrapolationConfig` and the
+exported `custom_generate`: argument checks, unsupported modes and equality with the two-model path."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, GenerationConfig, T5Config, T5ForConditionalGeneration
+
+from hf_dlp.extrapolation import (
+    CONFIG_NAME,
+    ExtrapolationConfig,
+    ExtrapolationLogitsProcessor,
+    adapter_disabled_view,
+    check_extrapolation_arguments,
+    disable_extrapolation,
+    enable_extrapolation,
+    export_custom_generate,
+    generate_with_extrapolation,
+)
+from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
+
+PROMPTS = ["Q: 12 + 7?\nA: ", "Q: 3-1?", "Compute 100 + 250 please.\n"]
+
+
+
+def peaked_model(seed: int):
+    """A tiny random Qwen2 with peaked next-token distributions (scaled final norm, untied output layer)."""
+    model = build_tiny_causal_lm("qwen2", "micro", seed=seed)
+    generator = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(6.0)
+        model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=generator) * 0.02)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_char_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return peaked_model(1), peaked_model(2)
+
+
+@pytest.fixture(scope="module")
+def batch(tok):
+    return tok(PROMPTS, return_tensors="pt", padding=True)
+
+
+# --- argument validation --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"gamma": -0.1}, r"`gamma` must be a finite number >= 0.*-0.1"),
+        ({"gamma": float("nan")}, r"`gamma` must be a finite number"),
+        ({"selection": "magnitude"}, r"`selection` must be one of .*'magnitude'"),
+        ({"selection": "all", "tau": -0.3}, r"`selection='all'` .* takes no threshold; got `tau=-0.3`"),
+        ({"selection": "delta_logp"}, r"needs a threshold `tau` .*-0.35"),
+        ({"selection": "entropy", "tau": -1.0}, r"score is never negative; got `tau=-1.0`. Use `tau >= 0`"),
+        ({"selection": "random", "tau": 1.5}, r"selection probability; got `tau=1.5`"),
+        ({"top_k": 0}, r"`top_k` must be a positive integer .* got 0"),
+    ],
+)
+def test_invalid_arguments_raise(kwargs, match):
+    arguments = {"gamma": 0.1, "selection": "all", "tau": None, "top_k": None, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        check_extrapolation_arguments(**arguments)
+
+
+def test_processor_needs_exactly_one_other_model(pair):
+    rl, base = pair
+    with pytest.raises(ValueError, match="exactly one of `base_model`"):
+        ExtrapolationLogitsProcessor(gamma=0.1)
+    with pytest.raises(ValueError, match="exactly one of `base_model`"):
+        ExtrapolationLogitsProcessor(base_model=base, rl_model=rl, gamma=0.1)
+
+
+def test_processor_checks_masks(pair, batch):
+    _, base = pair
+    with pytest.raises(ValueError, match="padding on the right"):
+        ExtrapolationLogitsProcessor(base_model=base, prompt_attention_mask=batch.attention_mask.flip(-1))
+    with pytest.raises(ValueError, match=r"must be \(batch, prompt_len\)"):
+        ExtrapolationLogitsProcessor(base_model=base, prompt_attention_mask=batch.attention_mask[0])
+    processor = ExtrapolationLogitsProcessor(base_model=base, prompt_attention_mask=batch.attention_mask[:, 1:])
+    with pytest.raises(ValueError, match="pass the mask of the same prompts"):
+        processor(batch.input_ids, torch.zeros(3, base.config.vocab_size))
+
+
+# --- unsupported modes ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_beams": 2}, r"does not support beam search \(`num_beams=2`\)"),
+        ({"prompt_lookup_num_tokens": 3}, "does not support prompt-lookup decoding"),
+        ({"cache_implementation": "paged"}, "does not support continuous batching"),
+        ({"use_cache": False}, "needs `use_cache=True`"),
+        ({"custom_generate": "some/repo"}, "does not support a custom decoding method"),
+    ],
+)
+def test_unsupported_generation_modes_raise(pair, batch, kwargs, match):
+    rl, base = pair
+    with pytest.raises(ValueError, match=match):
+        generate_with_extrapolation(rl, base_model=base, gamma=0.1, **batch, max_new_tokens=2, **kwargs)
+
+
+def test_assisted_decoding_raises(pair, batch):
+    rl, base = pair
+    with pytest.raises(ValueError, match="does not support assisted decoding"):
+        generate_with_extrapolation(rl, base_model=base, gamma=0.1, **batch, max_new_tokens=2, assistant_model=base)
+
+
+def test_right_padding_raises(pair, tok):
+    rl, base = pair
+    right = build_char_tokenizer(padding_side="right")(PROMPTS, return_tensors="pt", padding=True)
+    with pytest.raises(ValueError, match="right padded.*padding_side = 'left'"):
+        generate_with_extrapolation(rl, base_model=base, gamma=0.1, **right, max_new_tokens=2)
+
+
+def test_encoder_decoder_models_raise(pair, batch):
+    rl, _ = pair
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=106, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2))
+    with pytest.raises(ValueError, match="decoder-only causal LMs"):
+        generate_with_extrapolation(t5, base_model=rl, gamma=0.1, **batch, max_new_tokens=2)
+    with pytest.raises(ValueError, match="decoder-only causal LMs"):
+        ExtrapolationLogitsProcessor(base_model=t5, gamma=0.1)
+
+
+def test_different_tokenizers_raise(pair, tok, batch):
+    rl, base = pair
+    other = build_char_tokenizer()
+    other.add_tokens(["<think>"])
+    with pytest.raises(ValueError, match="tokenizers differ .* shared vocabulary"):
+        generate_with_extrapolation(rl, base_model=base, gamma=0.1, tokenizer=tok, other_tokenizer=other, **batch)
+
+
+def test_missing_prompts_or_other_model_raise(pair, batch):
+    rl, _ = pair
+    with pytest.raises(ValueError, match="Pass the prompts as `input_ids`"):
+        generate_with_extrapolation(rl, base_model=rl, gamma=0.1)
+    with pytest.raises(ValueError, match="Give the other model"):
+        generate_with_extrapolation(rl, gamma=0.1, **batch)
+
+
+# --- enable_extrapolation -------------------------------------------------------------------------------------------
+def test_enable_extrapolation_makes_plain_generate_extrapolate(pair, batch):
+    rl, base = pair
+    rl = copy.deepcopy(rl)
+    settings = dict(gamma=0.5, selection="delta_logp", tau=2.0, top_k=5)
+    expected, stats = generate_with_extrapolation(
+        rl, base_model=base, **settings, **batch, max_new_tokens=8, do_sample=False, return_stats=True
+    )
+    plain = rl.generate(**batch, max_new_tokens=8, do_sample=False)
+    enable_extrapolation(rl, base_model=base, **settings)
+    got = rl.generate(**batch, max_new_tokens=8, do_sample=False)
+    assert torch.equal(got, expected) and not torch.equal(got, plain)
+    assert rl.extrapolation_stats == stats
+    disable_extrapolation(rl)
+    assert torch.equal(rl.generate(**batch, max_new_tokens=8, do_sample=False), plain)
+    with pytest.raises(ValueError, match="`return_stats` is not an option"):
+        enable_extrapolation(rl, base_model=base, return_stats=True)
+    with pytest.raises(ValueError, match="needs a threshold `tau`"):
+        enable_extrapolation(rl, base_model=base, selection="kl")
+
+
+# --- LoRA: one set of weights ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lora_pair():
+    """(LoRA RL model in eval mode, a separate copy of its base weights)."""
+    base = peaked_model(3)
+    base_copy = copy.deepcopy(base)
+    lora = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+    ).eval()
+    with torch.no_grad():  # make the adapter change the model visibly
+        for name, parameter in lora.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(20.0)
+    return lora, base_copy
+
+
+def test_lora_adapter_disabled_path_equals_two_model_path(lora_pair, batch):
+    lora, base_copy = lora_pair
+    merged = copy.deepcopy(lora).merge_and_unload()
+    settings = dict(
+        gamma=0.5,
+        selection="delta_logp",
+        tau=1.0,
+        top_k=10,
+        **batch,
+        max_new_tokens=8,
+        do_sample=False,
+        return_stats=True,
+    )
+    two_models, two_stats = generate_with_extrapolation(merged, base_model=base_copy, **settings)
+    one_weights, one_stats = generate_with_extrapolation(lora, **settings)  # base = adapter disabled
+    explicit, _ = generate_with_extrapolation(lora, base_model=adapter_disabled_view(lora), **settings)
+    assert torch.equal(two_models, one_weights) and torch.equal(one_weights, explicit)
+    assert two_stats.num_selected == one_stats.num_selected and one_stats.replacement_ratio > 0
+    assert not torch.equal(one_weights, merged.generate(**batch, max_new_tokens=8, do_sample=False))
+
+
+@pytest.mark.parametrize("selection, tau", [("delta_logp", 1.0), ("all", None)])
+@pytest.mark.parametrize(
+    "sampling", [{"do_sample": False}, {"do_sample": True, "top_p": 0.9, "num_return_sequences": 2}]
+)
+def test_lora_one_forward_equals_two_calls(lora_pair, batch, selection, tau, sampling):
+    lora, _ = lora_pair
+    settings = dict(
+        gamma=0.5, selection=selection, tau=tau, top_k=10, **batch, max_new_tokens=8, return_stats=True, **sampling
+    )
+    torch.manual_seed(11)
+    two_calls, two_stats = generate_with_extrapolation(lora, **settings)
+    torch.manual_seed(11)
+    one_forward, one_stats = generate_with_extrapolation(lora, one_forward=True, **settings)
+    assert torch.equal(two_calls, one_forward)
+    assert two_stats == one_stats
+
+
+def test_lora_one_forward_errors(lora_pair, pair, batch):
+    lora, base_copy = lora_pair
+    with pytest.raises(ValueError, match="`one_forward=True` needs `model` to be a peft LoRA model and no"):
+        generate_with_extrapolation(lora, base_model=base_copy, one_forward=True, **batch, max_new_tokens=2)
+    with pytest.raises(ValueError, match="`one_forward=True` needs"):
+        generate_with_extrapolation(pair[0], rl_model=pair[1], one_forward=True, **batch, max_new_tokens=2)
+    with pytest.raises(ValueError, match="returns token ids only"):
+        generate_with_extrapolation(lora, one_forward=True, **batch, max_new_tokens=2, return_dict_in_generate=True)
+    lora.train()
+    try:
+        with pytest.raises(ValueError, match=r"need the model in eval mode; call `model.eval\(\)`"):
+            generate_with_extrapolation(lora, one_forward=True, **batch, max_new_tokens=2)
+    finally:
+        lora.eval()
+
+
+def test_adapter_disabled_view_rejects_plain_models(pair):
+    with pytest.raises(ValueError, match="must be a peft model with a LoRA adapter"):
+        adapter_disabled_view(pair[0])
+
+
+# --- ExtrapolationConfig --------------------------------------------------------------------------------------------
+def test_config_round_trip_and_version(tmp_path):
+    config = ExtrapolationConfig(base_model_name_or_path="Qwen/Qwen3-14B-Base", gamma=0.1, tau=-0.35, top_k=50)
+    file = config.save_pretrained(tmp_path / "checkpoint")
+    data = json.loads(file.read_text())
+    assert file.name == CONFIG_NAME and "hf_dlp_version" in data
+    assert ExtrapolationConfig.from_pretrained(tmp_path / "checkpoint") == config
+    assert ExtrapolationConfig.from_pretrained(file) == config
+    with pytest.warns(UserWarning, match=r"unknown extrapolation config keys \['future_option'\]"):
+        assert ExtrapolationConfig.from_dict({**data, "future_option": 1}) == config
+    assert ExtrapolationConfig(selection="all").tau is None
+    assert ExtrapolationConfig(tau="none", selection="all").tau is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"top_p": 0.0}, r"`top_p` must be in \(0, 1\]"),
+        ({"temperature": 0.0}, "`temperature` must be > 0"),
+        ({"generator": "critic"}, r"`generator` must be one of \('rl', 'base'\)"),
+        ({"selection": "kl", "tau": -1.0}, "Use `tau >= 0`"),
+    ],
+)
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ExtrapolationConfig(**kwargs)
+
+
+def test_config_from_missing_folder_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No extrapolation_config.json"):
+        ExtrapolationConfig.from_pretrained(tmp_path)
+
+
+# --- exported custom_generate ---------------------------------------------------------------------------------------
+def test_exported_custom_generate_loads_from_a_local_folder(tmp_path, pair, tok, batch):
+    rl, base = pair
+    base.save_pretrained(tmp_path / "base")
+    rl_folder = tmp_path / "rl"
+    rl.save_pretrained(rl_folder)
+    tok.save_pretrained(rl_folder)
+    config = ExtrapolationConfig(base_model_name_or_path=str(tmp_path / "base"), gamma=0.5, tau=2.0, top_k=5)
+    script = export_custom_generate(rl_folder, config)
+    assert script.relative_to(rl_folder).as_posix() == "custom_generate/generate.py"
+    loaded = AutoModelForCausalLM.from_pretrained(rl_folder)
+    expected, stats = generate_with_extrapolation(
+        loaded,
+        base_model=base,
+        **config.processor_kwargs(),
+        **batch,
+        max_new_tokens=8,
+        do_sample=False,
+        return_stats=True,
+    )
+    got = loaded.generate(
+        **batch, custom_generate=str(rl_folder), trust_remote_code=True, max_new_tokens=8, do_sample=False
+    )
+    assert torch.equal(got, expected) and loaded.extrapolation_stats.num_selected == stats.num_selected
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        loaded.generate(**batch, custom_generate=str(rl_folder), max_new_tokens=2)
+    # Overrides at call time: gamma=0 and a never-firing threshold give the RL model's own greedy output.
+    plain = loaded.generate(**batch, max_new_tokens=8, do_sample=False)
+    overridden = loaded.generate(
+        **batch, custom_generate=str(rl_folder), trust_remote_code=True, max_new_tokens=8, do_sample=False, tau=-1e9
+    )
+    assert torch.equal(overridden, plain)
+
+
+def test_export_without_config_raises(tmp_path):
+    with pytest.raises(ValueError, match="No `config` given and no extrapolation_config.json"):
+        export_custom_generate(tmp_path)
+
+
+def test_generation_config_settings_reach_the_candidate_draw(pair, batch):
+    rl, base = pair
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.8, max_new_tokens=6)
+    torch.manual_seed(5)
+    plain = rl.generate(**batch, generation_config=config)
+    torch.manual_seed(5)
+    ours = generate_with_extrapolation(
+        rl, base_model=base, gamma=1.0, selection="delta_logp", tau=-1e9, **batch, generation_config=config
+    )
+    assert torch.equal(plain, ours)
+
+
+def test_selective_processor_without_generation_config_warns(pair):
+    _, base = pair
+    with pytest.warns(UserWarning, match="No `generation_config` given: candidates are drawn greedily"):
+        ExtrapolationLogitsProcessor(base_model=base, gamma=0.1, selection="delta_logp", tau=-0.3)
