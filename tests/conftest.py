@@ -12,6 +12,7 @@ for _name, _value in {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "WANDB_DISABLED": "true",
+    "DS_ACCELERATOR": "cpu",
 }.items():
     os.environ[_name] = _value
 # The toy base model is cached between runs here (gitignored); a fresh clone trains it once (about a minute).
@@ -20,6 +21,9 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+# Tiny models gain nothing from intra-op threads, and several threads per process thrash 2 cores.
+torch.set_num_threads(1)
 
 from hf_dlp.toy import (  # noqa: E402
     BaseModelSettings,

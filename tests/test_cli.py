@@ -22,3 +22,10 @@ def test_make_base_command_prints_cached_folder(tmp_path, capsys):
     assert code == 0
     folder = capsys.readouterr().out.strip().splitlines()[-1]
     assert folder.startswith(str(tmp_path)) and (tmp_path / "toy_base").is_dir()
+
+
+def test_every_public_name_resolves():
+    import hf_dlp
+
+    for name in hf_dlp.__all__:
+        assert getattr(hf_dlp, name) is not None, name

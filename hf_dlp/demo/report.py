@@ -62,6 +62,10 @@ def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
     verdicts = {"RLVR training improved on the base model": avg.get("none", 0.0) > avg["base"]}
     if "low_prob" in avg:
         verdicts["low-probability reweighting beat the DAPO baseline"] = avg["low_prob"] > avg["none"]
+    if "low_prob" in avg and "dominate" in avg:
+        verdicts["low-probability reweighting beat the 'dominate' reweighting"] = avg["low_prob"] > avg["dominate"]
+        text += ("\nThe paper's Table 3 (Qwen2.5-Math-7B, AIME24 Avg@32): dominate 36.35, PPL 35.63, ours 39.06; "
+                 "dominate's training entropy collapses (about 0.06 against about 0.4).\n")
     return text, verdicts
 
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from .models import TINY_ARCHS, TINY_SIZES, build_tiny_causal_lm
-from .task import TASK_LEVELS, format_solution, make_arithmetic_dataset, solve_steps
+from .task import TASK_LEVELS, format_solution, make_arithmetic_dataset
 from .tokenizer import build_char_tokenizer, load_char_tokenizer
 
 SETTINGS_FILE = "hf_dlp_base_model.json"
