@@ -9,7 +9,14 @@ import json
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, GenerationConfig, T5Config, T5ForConditionalGeneration
+from tokenizers import Tokenizer, models
+from transformers import (
+    AutoModelForCausalLM,
+    GenerationConfig,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 from hf_dlp.extrapolation import (
     CONFIG_NAME,
@@ -133,9 +140,12 @@ def test_encoder_decoder_models_raise(pair, batch):
 
 def test_different_tokenizers_raise(pair, tok, batch):
     rl, base = pair
-    other = build_char_tokenizer()
-    other.add_tokens(["<think>"])
-    with pytest.raises(ValueError, match="tokenizers differ .* shared vocabulary"):
+    vocab = tok.get_vocab()
+    swapped = {**vocab, "a": vocab["b"], "b": vocab["a"]}  # same size, two ids exchanged
+    other = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab=swapped, unk_token="<unk>")), pad_token="<pad>"
+    )
+    with pytest.raises(ValueError, match="tokenizers differ on 2 of their .* shared ids"):
         generate_with_extrapolation(rl, base_model=base, gamma=0.1, tokenizer=tok, other_tokenizer=other, **batch)
 
 

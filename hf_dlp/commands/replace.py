@@ -37,7 +37,8 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_inputs(args: argparse.Namespace):
     """(base model, RL model, tokenizer, dataset, reward function) from the parsed arguments."""
-    from hf_dlp.extrapolation.loading import load_causal_lm, load_eval_dataset, load_tokenizer
+    from hf_dlp.extrapolation.loading import load_eval_dataset
+    from hf_dlp.loading import load_causal_lm, load_tokenizer
     from hf_dlp.rewards import get_reward_function
 
     reward_fn = get_reward_function(args.reward)

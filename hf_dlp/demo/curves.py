@@ -41,6 +41,7 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path | No
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4))
+    colors = {name: f"C{index}" for index, name in enumerate(histories)}  # one color per run in every panel
     for ax, (key, title, transform) in zip(axes, PANELS, strict=True):
         for name, history in histories.items():
             points = [(entry.get("step", i + 1), entry[key]) for i, entry in enumerate(history) if key in entry]
@@ -48,7 +49,7 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path | No
                 continue
             steps, values = zip(*points, strict=True)
             values = [transform(float(v)) if transform else float(v) for v in values]
-            ax.plot(steps, _smooth(values, window), label=name)
+            ax.plot(steps, _smooth(values, window), label=name, color=colors[name])
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

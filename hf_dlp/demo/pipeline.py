@@ -49,7 +49,7 @@ def _base_model_path(config: DemoConfig) -> str:
 
 
 def _load(path: str):
-    from ..extrapolation.loading import load_causal_lm, load_tokenizer
+    from ..loading import load_causal_lm, load_tokenizer
 
     return load_causal_lm(path, dtype="auto", device=_device()), load_tokenizer(path)
 

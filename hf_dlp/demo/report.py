@@ -43,6 +43,15 @@ def _stderr(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
 
 
+def _compare(first: float, second: float, n_first: int, n_second: int) -> str:
+    """"yes" if `first` beats `second` by more than two standard errors of the difference, "no" if it loses by
+    more, "within noise" otherwise (accuracies over `n` samples each)."""
+    margin = 2 * math.sqrt(_stderr(first, n_first) ** 2 + _stderr(second, n_second) ** 2)
+    if first - second > margin:
+        return "yes"
+    return "no" if second - first > margin else "within noise"
+
+
 def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
     evaluations = results["evaluation"]
     any_result = next(iter(evaluations.values()))
@@ -59,11 +68,14 @@ def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
             + _table(["model", f"Avg@{k} (± s.e.)", "Pass@1", f"Pass@{k}"], rows)
             + "\n\nThe paper, for comparison:\n\n" + paper + "\n")
     avg = {name: result["avg_at_k"] for name, result in evaluations.items()}
-    verdicts = {"RLVR training improved on the base model": avg.get("none", 0.0) > avg["base"]}
+    n = any_result["num_problems"] * k
+    verdicts = {"RLVR training improved on the base model": _compare(avg["none"], avg["base"], n, n)}
     if "low_prob" in avg:
-        verdicts["low-probability reweighting beat the DAPO baseline"] = avg["low_prob"] > avg["none"]
+        verdicts["low-probability reweighting beat the DAPO baseline"] = _compare(avg["low_prob"], avg["none"], n, n)
     if "low_prob" in avg and "dominate" in avg:
-        verdicts["low-probability reweighting beat the 'dominate' reweighting"] = avg["low_prob"] > avg["dominate"]
+        verdicts["low-probability reweighting beat the 'dominate' reweighting"] = _compare(
+            avg["low_prob"], avg["dominate"], n, n
+        )
         text += ("\nThe paper's Table 3 (Qwen2.5-Math-7B, AIME24 Avg@32): dominate 36.35, PPL 35.63, ours 39.06; "
                  "dominate's training entropy collapses (about 0.06 against about 0.4).\n")
     return text, verdicts
@@ -90,7 +102,7 @@ def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
         "while the entropy and KL histograms overlap almost completely.\n"
     )
     verdict = {"Δlog p separates the sources better than entropy and KL":
-               all(distance["delta_logp"] > distance[m] for m in magnitude)}
+               "yes" if all(distance["delta_logp"] > distance[m] for m in magnitude) else "no"}
     return text, verdict
 
 
@@ -115,8 +127,8 @@ def _replacement_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]
         + f".\n\nThe paper: {PAPER_FIG1C}.\n"
     )
     others = [k for k in gain if k != "delta_logp"]
-    verdict = {"Δlog p selection recovers RL accuracy with the fewest replacements":
-               "delta_logp" in gain and all(gain["delta_logp"] >= gain[k] for k in others)}
+    fewest = "delta_logp" in gain and all(gain["delta_logp"] >= gain[k] for k in others)
+    verdict = {"Δlog p selection recovers RL accuracy with the fewest replacements": "yes" if fewest else "no"}
     return text, verdict
 
 
@@ -134,7 +146,10 @@ def _extrapolation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool
             + _table(["γ", "τ", "selected tokens (%)", "accuracy (%)"], rows) + "\n"
         )
         if best is not None:
-            verdicts[f"the best γ > 0 beat the RL model ({generator} generates)"] = best["avg_at_k"] > refs["rl"]
+            n = results["config"]["sweep_problems"] * results["config"]["sweep_samples"]
+            verdicts[f"the best γ > 0 beat the RL model ({generator} generates)"] = _compare(
+                best["avg_at_k"], refs["rl"], n, n
+            )
     parts.append("The paper (base generates, AIME24 Avg@32):\n\n" + _table(
         ["pair", "selective replace (γ=0)", "RLVR", "selective extrapolate"], [list(row) for row in PAPER_FIG4]))
     return "\n".join(parts) + "\n", verdicts
@@ -149,13 +164,16 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         text, verdict = build(results)
         sections.append(text)
         verdicts.update(verdict)
-    held = [claim for claim, ok in verdicts.items() if ok]
-    missed = [claim for claim, ok in verdicts.items() if not ok]
+    held = [claim for claim, verdict in verdicts.items() if verdict == "yes"]
+    missed = [claim for claim, verdict in verdicts.items() if verdict == "no"]
+    unclear = [claim for claim, verdict in verdicts.items() if verdict == "within noise"]
     honest = (
-        f"At this scale (a ~100k-parameter model, {config['train_steps']} GRPO steps, small evaluation budgets: "
-        f"differences of a few points are within noise), {len(held)} of {len(verdicts)} of the paper's claims held"
+        f"At this scale (a ~100k-parameter model, {config['train_steps']} GRPO steps, small evaluation budgets; an "
+        "accuracy difference counts only beyond two standard errors), "
+        f"{len(held)} of {len(verdicts)} of the paper's claims held"
         + (f": {'; '.join(held)}." if held else ".")
         + (f" Not reproduced here: {'; '.join(missed)}." if missed else "")
+        + (f" Too close to call at this budget: {'; '.join(unclear)}." if unclear else "")
     )
     stage_rows = [[name, f"{seconds:.1f}"] for name, seconds in results["stage_seconds"].items()]
     stage_rows.append(["total", f"{sum(results['stage_seconds'].values()):.1f}"])
@@ -166,8 +184,7 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         f"hf_dlp {results['hf_dlp_version']}, device `{results['device']}`, seed {config['seed']}"
         + (" (quick budget)" if config["quick"] else "") + ".",
         "",
-        "## Summary\n\n" + honest + "\n\n" + _table(["claim", "held here"], [[c, "yes" if ok else "no"]
-                                                                             for c, ok in verdicts.items()]),
+        "## Summary\n\n" + honest + "\n\n" + _table(["claim", "held here"], [[c, v] for c, v in verdicts.items()]),
         "",
         "## 1-2. Base model and RLVR training (DAPO recipe: ±1 reward, clip 0.2/0.28, token-level loss, no KL)\n\n"
         f"Base model: `{results['base_model']}`. Runs: {', '.join(config['methods'])} "

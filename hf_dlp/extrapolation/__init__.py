@@ -1,10 +1,10 @@
 """Test-time use of Δlog p: selective replacement and extrapolation during `generate`."""
 
+from ..analysis.vocab import check_same_vocabulary
 from .config import CONFIG_NAME, ExtrapolationConfig
 from .custom_generate import custom_generate_source, export_custom_generate
 from .generate import (
     check_generation_mode,
-    check_same_vocabulary,
     disable_extrapolation,
     enable_extrapolation,
     generate_with_extrapolation,

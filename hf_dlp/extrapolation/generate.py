@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
+from ..analysis.vocab import check_same_vocabulary
 from .lora import OneForwardLoraSampler, SharedForwardProcessor, adapter_disabled_view, is_lora_model
 from .processor import (
     ExtrapolationLogitsProcessor,
@@ -77,22 +78,6 @@ def check_generation_mode(model, generation_config: GenerationConfig, generate_k
         raise ValueError(
             "Extrapolation needs `use_cache=True`; the other model's incremental cache follows the main "
             "loop one token at a time."
-        )
-
-
-def check_same_vocabulary(tokenizer, other_tokenizer) -> None:
-    """Raise `ValueError` when the two tokenizers map tokens to different ids (extrapolation combines ids, not text).
-
-    Examples:
-
-    >>> from hf_dlp.toy import build_char_tokenizer
-    >>> check_same_vocabulary(build_char_tokenizer(), build_char_tokenizer())
-    """
-    if tokenizer.get_vocab() != other_tokenizer.get_vocab():
-        only_one = set(tokenizer.get_vocab().items()) ^ set(other_tokenizer.get_vocab().items())
-        raise ValueError(
-            f"The generator's and the other model's tokenizers differ ({len(only_one)} (token, id) pairs are in one "
-            "only); extrapolation needs one shared vocabulary. Use the base model the RL model was trained from."
         )
 
 
@@ -277,7 +262,6 @@ def disable_extrapolation(model):
 __all__ = [
     "ExtrapolationStats",
     "check_generation_mode",
-    "check_same_vocabulary",
     "disable_extrapolation",
     "enable_extrapolation",
     "generate_with_extrapolation",

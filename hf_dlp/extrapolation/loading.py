@@ -1,59 +1,10 @@
-"""Loading models, tokenizers and evaluation datasets for the `hf-dlp replace` / `hf-dlp extrapolate` commands."""
+"""Loading evaluation datasets for the sweeps and the `hf-dlp replace` / `extrapolate` / `demo` commands."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from datasets import Dataset
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
-
-
-def load_tokenizer(name_or_path: str):
-    """A left-padding tokenizer. Local folders with a `tokenizer.json` load as `PreTrainedTokenizerFast`, which keeps
-    the saved pre-tokenizer (`AutoTokenizer` would turn the toy character tokenizer into a space-dropping
-    `Qwen2Tokenizer`); Hub ids go through `AutoTokenizer`.
-
-    Examples:
-
-    >>> import tempfile
-    >>> from hf_dlp.toy import build_char_tokenizer
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     _ = build_char_tokenizer().save_pretrained(folder)
-    ...     tok = load_tokenizer(folder)
-    >>> tok.decode(tok("1 + 2").input_ids), tok.padding_side
-    ('1 + 2', 'left')
-    """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    if (Path(name_or_path) / "tokenizer.json").is_file():
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(name_or_path)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def load_causal_lm(name_or_path: str, dtype: str = "auto", device: str | None = None):
-    """`AutoModelForCausalLM.from_pretrained` in eval mode, on `device` (default: CUDA when available).
-
-    Examples:
-
-    >>> load_causal_lm("Qwen/Qwen2.5-32B", dtype="int8")   # checked before anything is loaded
-    Traceback (most recent call last):
-    ...
-    ValueError: `dtype` must be one of ['auto', 'bfloat16', 'float16', 'float32'], got 'int8'.
-    """
-    from transformers import AutoModelForCausalLM
-
-    if dtype not in DTYPES:
-        raise ValueError(f"`dtype` must be one of {sorted(DTYPES)}, got {dtype!r}.")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=DTYPES[dtype])
-    return model.to(device).eval()
 
 
 def load_eval_dataset(
@@ -93,4 +44,4 @@ def load_eval_dataset(
     return dataset
 
 
-__all__ = ["load_causal_lm", "load_eval_dataset", "load_tokenizer"]
+__all__ = ["load_eval_dataset"]

@@ -1,0 +1,346 @@
+"""Token-level metrics of a base/RL model pair, teacher-forced on the same sequences: Δlog p, entropies and KLs.
+
+Both models read the same tokens. The value at position `t` scores token `input_ids[:, t]` given the tokens before it
+(so position 0, which has no context, is never scored):
+
+- `base_logp`, `rl_logp`: log π(y_t | y_<t) under each model;
+- `delta_logp` = `rl_logp` − `base_logp`, the paper's signed direction of the RLVR update;
+- `base_entropy`, `rl_entropy`: H(π(· | y_<t)) of each model;
+- `kl_rl_base` = KL(π_RL ‖ π_base) and `kl_base_rl` = KL(π_base ‖ π_RL) at that position.
+
+Memory: the models' final hidden states are kept, but the output layer is applied only to the scored positions, a
+chunk at a time, so at most one chunk of `(chunk_size, vocab)` log-probabilities and probabilities per model exists
+at once, never the `(batch, length, vocab)` logits. The reductions run in float32 whatever the weights' dtype, with
+one exp per chunk and model; the sums over the vocabulary are batched matrix products.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, fields
+
+import torch
+
+from .vocab import common_vocab_size, output_vocab_size
+
+METRIC_NAMES: tuple[str, ...] = (
+    "base_logp",
+    "rl_logp",
+    "delta_logp",
+    "base_entropy",
+    "rl_entropy",
+    "kl_rl_base",
+    "kl_base_rl",
+)
+"""Names of the per-token metrics, in the order of `TokenMetrics`' fields."""
+
+DEFAULT_CHUNK_ELEMENTS = 2**23
+"""Float32 elements per model in a chunk of log-probabilities when `chunk_size` is not given (32 MiB)."""
+
+
+@dataclass
+class TokenMetrics:
+    """Per-token metrics aligned with `input_ids` (shape `(batch_size, sequence_length)`, float32).
+
+    Positions outside `mask` hold 0. `mask` is the boolean mask of scored positions: the completion positions that
+    are real tokens and follow a real token.
+
+    Examples:
+
+    >>> import torch
+    >>> from hf_dlp.toy import build_tiny_causal_lm
+    >>> base, rl = build_tiny_causal_lm(size="nano", seed=0), build_tiny_causal_lm(size="nano", seed=1)
+    >>> ids = torch.tensor([[7, 8, 9, 10, 11]])
+    >>> metrics = compute_token_metrics(base, rl, ids, completion_mask=torch.tensor([[0, 0, 1, 1, 1]]))
+    >>> metrics.delta_logp.shape, metrics.mask.sum().item(), metrics.values("delta_logp").shape
+    (torch.Size([1, 5]), 3, torch.Size([3]))
+    >>> torch.allclose(metrics.delta_logp, metrics.rl_logp - metrics.base_logp)
+    True
+    """
+
+    base_logp: torch.Tensor
+    rl_logp: torch.Tensor
+    delta_logp: torch.Tensor
+    base_entropy: torch.Tensor
+    rl_entropy: torch.Tensor
+    kl_rl_base: torch.Tensor
+    kl_base_rl: torch.Tensor
+    mask: torch.Tensor
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in METRIC_NAMES and name != "mask":
+            raise KeyError(f"Unknown metric {name!r}; choose one of {METRIC_NAMES}.")
+        return getattr(self, name)
+
+    def values(self, name: str) -> torch.Tensor:
+        """The scored values of metric `name`, flattened in row-major order (shape `(num_scored_tokens,)`)."""
+        return self[name][self.mask]
+
+    def sequence_mean(self, name: str) -> torch.Tensor:
+        """Mean of metric `name` over each row's scored tokens (shape `(batch_size,)`)."""
+        return self[name].sum(-1) / self.mask.sum(-1).clamp(min=1)
+
+    def to(self, device: str | torch.device) -> TokenMetrics:
+        """A copy with every tensor on `device`."""
+        return TokenMetrics(**{spec.name: getattr(self, spec.name).to(device) for spec in fields(self)})
+
+
+def _as_mask(name: str, mask: torch.Tensor | None, like: torch.Tensor, default: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return default if default is not None else torch.ones_like(like, dtype=torch.bool)
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(mask).__name__}.")
+    if mask.shape != like.shape:
+        raise ValueError(
+            f"`{name}` has shape {tuple(mask.shape)} but `input_ids` has shape {tuple(like.shape)}; "
+            "give one mask value per token."
+        )
+    return mask.to(device=like.device, dtype=torch.bool)
+
+
+def _scored_positions(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, completion_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the inputs; return the boolean attention mask and the mask of scored positions."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype != torch.long:
+        shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+        raise ValueError(f"`input_ids` must be a 2-D LongTensor (batch_size, sequence_length), got {shape}.")
+    if input_ids.numel() == 0:
+        raise ValueError(f"`input_ids` is empty (shape {tuple(input_ids.shape)}); give at least one token.")
+    attention = _as_mask("attention_mask", attention_mask, input_ids, None)
+    completion = _as_mask("completion_mask", completion_mask, input_ids, attention)
+    scored = completion & attention
+    scored[:, 0] = False
+    scored[:, 1:] &= attention[:, :-1]  # a token is scored only after a real token
+    empty = (~scored.any(-1)).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"Rows {empty[:10]} of `completion_mask` select no response token (after masking padding and the first "
+            "token, which has no context). Each row needs at least one response token following a real token."
+        )
+    return attention, scored
+
+
+def _final_hidden_states(model, input_ids, attention_mask, position_ids) -> torch.Tensor | None:
+    """Last hidden states from the decoder stack, or `None` if the model does not expose decoder and head."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    if not isinstance(head, torch.nn.Linear) or decoder is None or decoder is model:
+        return None
+    outputs = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    return outputs.last_hidden_state
+
+
+def _head_logits(model, hidden: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Float32 logits of the first `vocab_size` ids from final hidden states, with the output scalings some
+    architectures apply after the head. A plain `nn.Linear` head only computes the kept rows."""
+    head = model.get_output_embeddings()
+    if type(head) is torch.nn.Linear:
+        bias = head.bias[:vocab_size] if head.bias is not None else None
+        logits = torch.nn.functional.linear(hidden, head.weight[:vocab_size], bias).float()
+    else:  # wrapped heads (e.g. adapters): run the module, then keep the real vocabulary
+        logits = head(hidden)[..., :vocab_size].float()
+    config = model.config.get_text_config()
+    if getattr(config, "logit_scale", None) is not None:  # Cohere multiplies the logits
+        logits = logits * config.logit_scale
+    if getattr(config, "logits_scaling", None) is not None:  # Granite divides them
+        logits = logits / config.logits_scaling
+    if getattr(config, "final_logit_softcapping", None) is not None:  # Gemma 2/3 soft-cap them
+        cap = config.final_logit_softcapping
+        logits = torch.tanh(logits / cap) * cap
+    return logits.contiguous()
+
+
+class _LogitSource:
+    """Gives one model's float32 logits at chosen positions, from hidden states (or full logits as a fallback)."""
+
+    def __init__(self, model, input_ids, attention_mask, position_ids, rows, prev_cols, vocab_size):
+        self.model, self.vocab_size = model, vocab_size
+        device = next(model.parameters()).device
+        ids, mask, positions = (t.to(device) for t in (input_ids, attention_mask.long(), position_ids))
+        self.rows, self.cols = rows.to(device), prev_cols.to(device)
+        self.hidden = _final_hidden_states(model, ids, mask, positions)
+        self.logits = None
+        if self.hidden is None:  # generic fallback: full logits of this model, gathered at the scored positions
+            full = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
+            self.logits = full[self.rows, self.cols, :vocab_size].float()
+            del full
+
+    def chunk(self, start: int, stop: int, device: torch.device) -> torch.Tensor:
+        """A fresh `(n, vocab)` float32 tensor (the caller may modify it in place)."""
+        if self.logits is not None:
+            return self.logits[start:stop].to(device, copy=True)
+        hidden = self.hidden[self.rows[start:stop], self.cols[start:stop]]
+        return _head_logits(self.model, hidden, self.vocab_size).to(device)
+
+
+def _normalise_(logits: torch.Tensor, with_probs: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probabilities (in place of `logits`) and probabilities, with a single exp over the chunk.
+
+    Log-probabilities are clamped to the float32 minimum, so an id with a -inf logit gives 0 · finite = 0 in the sums
+    instead of 0 · -inf = nan.
+    """
+    logits.sub_(logits.amax(dim=-1, keepdim=True))
+    if not with_probs:
+        return logits.sub_(logits.logsumexp(dim=-1, keepdim=True)).clamp_(min=torch.finfo(logits.dtype).min), None
+    probs = logits.exp()
+    total = probs.sum(dim=-1, keepdim=True)
+    probs.div_(total)
+    return logits.sub_(total.log_()).clamp_(min=torch.finfo(logits.dtype).min), probs
+
+
+def _dot(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot products of two `(n, vocab)` tensors as one batched matrix product (no `(n, vocab)` temporary)."""
+    return torch.bmm(first.unsqueeze(1), second.unsqueeze(2)).view(-1)
+
+
+def _exact_chunk(base_lp, base_p, rl_lp, rl_p, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """All metrics on the full vocabulary for a chunk of positions, from each model's `(n, vocab)` log-probs and
+    probs. With S(a, b) = Σ_v p_a(v) log p_b(v): H(a) = −S(a, a) and KL(a‖b) = S(a, a) − S(a, b)."""
+    base_logp = base_lp.gather(-1, targets[:, None]).squeeze(-1)
+    rl_logp = rl_lp.gather(-1, targets[:, None]).squeeze(-1)
+    base_self, rl_self = _dot(base_p, base_lp), _dot(rl_p, rl_lp)
+    return {
+        "base_logp": base_logp,
+        "rl_logp": rl_logp,
+        "delta_logp": rl_logp - base_logp,
+        "base_entropy": -base_self,
+        "rl_entropy": -rl_self,
+        "kl_rl_base": rl_self - _dot(rl_p, base_lp),
+        "kl_base_rl": base_self - _dot(base_p, rl_lp),
+    }
+
+
+def _top_k_view(log_probs: torch.Tensor, targets: torch.Tensor, k: int):
+    """Top-k truncation as vLLM returns it: the target's raw log-prob (floored at the k-th best) and the
+    renormalised top-k distribution spread over the vocabulary (ids outside the top-k get its smallest value)."""
+    values, ids = log_probs.topk(k, dim=-1)
+    raw = log_probs.gather(-1, targets[:, None]).squeeze(-1)
+    token_logp = torch.where((ids == targets[:, None]).any(-1), raw, values[:, -1])
+    renormalised = values - values.logsumexp(-1, keepdim=True)
+    dense = renormalised[:, -1:].expand_as(log_probs).clone().scatter_(-1, ids, renormalised)
+    return token_logp, ids, renormalised, dense
+
+
+def _top_k_chunk(base_lp, rl_lp, targets: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """The paper code's top-k approximation (vLLM `logprobs=k`), see `compute_token_metrics`."""
+    base_logp, base_ids, base_q, base_dense = _top_k_view(base_lp, targets, k)
+    rl_logp, rl_ids, rl_q, rl_dense = _top_k_view(rl_lp, targets, k)
+    base_p, rl_p = base_q.exp(), rl_q.exp()
+    return {
+        "base_logp": base_logp,
+        "rl_logp": rl_logp,
+        "delta_logp": rl_logp - base_logp,
+        "base_entropy": -(base_p * base_q).sum(-1),
+        "rl_entropy": -(rl_p * rl_q).sum(-1),
+        "kl_rl_base": (rl_p * (rl_q - base_dense.gather(-1, rl_ids))).sum(-1),
+        "kl_base_rl": (base_p * (base_q - rl_dense.gather(-1, base_ids))).sum(-1),
+    }
+
+
+def _check_options(top_k: int | None, chunk_size: int, vocab_size: int) -> None:
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab_size):
+        raise ValueError(
+            f"`top_k` must be None (exact, full vocabulary) or an integer in [1, {vocab_size}], got {top_k!r}; "
+            "the paper's code uses 50."
+        )
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be a positive integer (token positions per chunk), got {chunk_size!r}.")
+
+
+@torch.inference_mode()
+def compute_token_metrics(
+    base_model,
+    rl_model,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.Tensor | None = None,
+    completion_mask: torch.Tensor | None = None,
+    *,
+    top_k: int | None = None,
+    vocab_size: int | None = None,
+    chunk_size: int | None = None,
+) -> TokenMetrics:
+    """Teacher-force both models on the same sequences and score every completion token.
+
+    Left and right padding both work: position ids follow the attention mask, as in `generate`, so a padded row
+    gets the values it would get alone. Models may sit on different devices and use any dtype (bf16 included);
+    the outputs are float32 on `input_ids`' device.
+
+    Args:
+        base_model (`PreTrainedModel`): the base policy π_base.
+        rl_model (`PreTrainedModel`): the RLVR-trained policy π_RL (same tokenizer).
+        input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`): prompt + response tokens.
+        attention_mask (`torch.Tensor` of the same shape, *optional*): 1 for real tokens, 0 for padding.
+            Defaults to all ones.
+        completion_mask (`torch.Tensor` of the same shape, *optional*): 1 on the response tokens to score.
+            Defaults to `attention_mask` (every token but the first). Every row must select a token.
+        top_k (`int`, *optional*): if set, reproduce the paper code's vLLM approximation with `logprobs=top_k`:
+            a token's log-prob is its exact value when it is in that model's top-k, else the k-th best log-prob;
+            entropies and KLs use each model's top-k renormalised with logsumexp, and in KL(P‖Q) the ids of P's
+            top-k missing from Q's top-k take Q's smallest renormalised value. `None` (default) is exact.
+        vocab_size (`int`, *optional*): ids kept from the output layers, e.g. `len(tokenizer)` to drop padding
+            rows. Defaults to the smaller output layer of the two models.
+        chunk_size (`int`, *optional*): scored positions per chunk; the peak working memory is about
+            `4 × chunk_size × vocab_size × 4 bytes` (logits, then log-probs and probs, of both models). Defaults to
+            `DEFAULT_CHUNK_ELEMENTS // vocab_size`: 128 MiB at most, 55 positions for Qwen2.5's 152,064 rows.
+
+    Returns:
+        `TokenMetrics`: the seven metrics and the `mask` of scored positions, shape `(batch_size, sequence_length)`.
+
+    Examples:
+
+    >>> import torch
+    >>> from hf_dlp.toy import build_tiny_causal_lm
+    >>> base = build_tiny_causal_lm(size="nano", seed=0)
+    >>> rl = build_tiny_causal_lm(size="nano", seed=0)
+    >>> _ = rl.resize_token_embeddings(120)                              # same weights plus 14 padding rows
+    >>> ids = torch.tensor([[0, 0, 7, 8, 9], [7, 8, 9, 10, 11]])        # left padded
+    >>> attention = (ids != 0).long()
+    >>> metrics = compute_token_metrics(base, rl, ids, attention, completion_mask=attention, vocab_size=106)
+    >>> metrics.mask.sum(-1).tolist()
+    [2, 4]
+    >>> round(metrics.delta_logp.abs().max().item(), 4), round(metrics.kl_rl_base.abs().max().item(), 4)
+    (0.0, 0.0)
+    """
+    attention, scored = _scored_positions(input_ids, attention_mask, completion_mask)
+    vocab = common_vocab_size(base_model, rl_model, vocab_size)
+    chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // vocab) if chunk_size is None else chunk_size
+    _check_options(top_k, chunk_size, vocab)
+    largest_id, smallest_head = int(input_ids[attention].max()), min(map(output_vocab_size, (base_model, rl_model)))
+    largest_target = int(input_ids[scored].max())
+    if largest_id >= smallest_head or largest_target >= vocab:
+        raise ValueError(
+            f"`input_ids` holds token id {max(largest_id, largest_target)}, outside the scored vocabulary ({vocab} "
+            f"ids; output layers of {output_vocab_size(base_model)} and {output_vocab_size(rl_model)} rows). "
+            "Tokenize with the models' tokenizer, and pass `vocab_size=len(tokenizer)`."
+        )
+    for name, model in (("base_model", base_model), ("rl_model", rl_model)):
+        if model.training:
+            warnings.warn(f"`{name}` is in training mode (dropout active); call `.eval()` first.", stacklevel=2)
+    position_ids = (attention.long().cumsum(-1) - 1).clamp(min=0)
+    rows, cols = scored.nonzero(as_tuple=True)
+    targets = input_ids[rows, cols]
+    sources = [
+        _LogitSource(model, input_ids, attention, position_ids, rows, cols - 1, vocab)
+        for model in (base_model, rl_model)
+    ]
+    device, work_device = input_ids.device, next(base_model.parameters()).device  # chunks stay on the model's device
+    targets = targets.to(work_device)
+    flat = {name: torch.empty(rows.numel(), dtype=torch.float32, device=device) for name in METRIC_NAMES}
+    for start in range(0, rows.numel(), chunk_size):
+        stop = min(start + chunk_size, rows.numel())
+        # Peak working memory: log-probs and probs of both models, four (n, vocab) float32 tensors.
+        base_lp, base_p = _normalise_(sources[0].chunk(start, stop, work_device), with_probs=top_k is None)
+        rl_lp, rl_p = _normalise_(sources[1].chunk(start, stop, work_device), with_probs=top_k is None)
+        if top_k is None:
+            chunk = _exact_chunk(base_lp, base_p, rl_lp, rl_p, targets[start:stop])
+        else:
+            chunk = _top_k_chunk(base_lp, rl_lp, targets[start:stop], top_k)
+        del base_lp, base_p, rl_lp, rl_p
+        for name, value in chunk.items():
+            flat[name][start:stop] = value
+    outputs = {}
+    for name in METRIC_NAMES:
+        outputs[name] = torch.zeros(input_ids.shape, dtype=torch.float32, device=device)
+        outputs[name][rows, cols] = flat[name]
+    return TokenMetrics(**outputs, mask=scored)

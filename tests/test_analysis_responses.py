@@ -1,0 +1,148 @@
+"""analyze_responses, generate_responses and analyze_model_pair on a tiny base model and a fine-tuned "RL" copy."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+
+from hf_dlp.analysis import (
+    METRIC_NAMES,
+    analyze_model_pair,
+    analyze_responses,
+    compute_token_metrics,
+    generate_responses,
+    load_model_pair,
+)
+from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
+
+PROMPTS = ["Q: 1+2?\nA: ", "Q: 4+4?\nA: ", "Q: 9-3?\nA: "]
+RL_TARGETS = ["Q: 1+2?\nA: The answer is 3.", "Q: 4+4?\nA: The answer is 8.", "Q: 9-3?\nA: The answer is 6."]
+
+
+@pytest.fixture(scope="module")
+def pair(char_tokenizer):
+    """A random tiny base model and an "RL" copy pulled toward a few answers by a few optimizer steps."""
+    base = build_tiny_causal_lm("qwen2", "nano", seed=0)
+    rl = copy.deepcopy(base).train()
+    batch = char_tokenizer(RL_TARGETS, return_tensors="pt", padding=True)
+    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
+    optimizer = torch.optim.Adam(rl.parameters(), lr=2e-2)
+    for _ in range(12):
+        rl(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return base, rl.eval()
+
+
+@pytest.fixture(scope="module")
+def sampled(pair, char_tokenizer):
+    base, rl = pair
+    return generate_responses(base, rl, char_tokenizer, PROMPTS, num_samples=4, max_new_tokens=12, progress=False)
+
+
+def test_generate_responses_layout(sampled):
+    assert sampled.column_names == ["prompt", "response", "source", "prompt_index"]
+    assert list(sampled["source"]).count("base") == 12 and list(sampled["source"]).count("rl") == 12
+    assert list(sampled["prompt_index"][:4]) == [0, 0, 0, 0]
+
+
+def test_delta_logp_separates_who_wrote_the_response(pair, char_tokenizer, sampled):
+    report = analyze_responses(*pair, char_tokenizer, sampled, batch_size=5, progress=False)
+    # E_{y~RL}[Δlog p] = KL(RL‖base) ≥ 0 and E_{y~base}[Δlog p] = −KL(base‖RL) ≤ 0: the signs tell who wrote it.
+    assert report.values("delta_logp", "rl").mean() > 0 > report.values("delta_logp", "base").mean()
+    separation = report.separation()
+    assert separation["delta_logp"]["auroc_response"] > 0.9
+    assert separation["delta_logp"]["overlap_token"] < 0.9
+    assert set(report.summary()["delta_logp"]) == {"all", "base", "rl"}
+
+
+def test_report_matches_compute_token_metrics(pair, char_tokenizer):
+    data = Dataset.from_dict({"prompt": PROMPTS[:2], "response": ["The answer is 3.", "8"], "source": ["rl", "base"]})
+    report = analyze_responses(*pair, char_tokenizer, data, batch_size=1, progress=False)
+    for row in range(2):
+        prompt = char_tokenizer(PROMPTS[row], add_special_tokens=False).input_ids
+        response = char_tokenizer(data["response"][row], add_special_tokens=False).input_ids
+        ids = torch.tensor([prompt + response])
+        completion = torch.tensor([[0] * len(prompt) + [1] * len(response)])
+        expected = compute_token_metrics(*pair, ids, completion_mask=completion)
+        for name in METRIC_NAMES:
+            got = report.token_values[name][report.token_response == row]
+            torch.testing.assert_close(got, expected.values(name), atol=1e-5, rtol=1e-5)
+    assert report.num_tokens == len("The answer is 3.") + 1
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_batching_and_padding_do_not_change_values(pair, sampled, padding_side):
+    tokenizer = build_char_tokenizer(padding_side=padding_side)
+    one = analyze_responses(*pair, tokenizer, sampled, batch_size=1, progress=False)
+    many = analyze_responses(*pair, tokenizer, sampled, batch_size=7, progress=False)
+    assert one.sources == many.sources == list(sampled["source"])
+    for name in METRIC_NAMES:
+        torch.testing.assert_close(many.token_values[name], one.token_values[name], atol=1e-5, rtol=1e-5)
+
+
+def test_chat_prompts_and_max_length(pair, char_tokenizer):
+    messages = [[{"role": "user", "content": "What is 2+2?"}]]
+    data = Dataset.from_dict({"prompt": messages, "response": ["The answer is 4."]})
+    report = analyze_responses(*pair, char_tokenizer, data, max_length=40, progress=False)
+    rendered = char_tokenizer.apply_chat_template(messages[0], tokenize=False, add_generation_prompt=True)
+    prompt_tokens = len(char_tokenizer(rendered, add_special_tokens=False).input_ids)
+    assert prompt_tokens < 40 and report.num_tokens == 40 - prompt_tokens  # the response was cut to fit
+    assert report.source_names == ["all"] and not report.has_separation()
+
+
+def test_analyze_model_pair_from_folders(tmp_path, pair, char_tokenizer):
+    for name, model in zip(("base", "rl"), pair, strict=True):
+        model.save_pretrained(tmp_path / name)
+        char_tokenizer.save_pretrained(tmp_path / name)
+    report = analyze_model_pair(
+        str(tmp_path / "base"),
+        str(tmp_path / "rl"),
+        Dataset.from_dict({"prompt": PROMPTS[:2]}),
+        num_samples=2,
+        max_new_tokens=8,
+        dtype="float32",
+        device="cpu",
+        progress=False,
+    )
+    assert report.num_responses == 8 and report.source_names == ["base", "rl"]
+    assert report.settings["num_samples"] == 2
+
+
+def test_bad_inputs(pair, char_tokenizer, tmp_path):
+    base, rl = pair
+    data = Dataset.from_dict({"prompt": PROMPTS[:1], "response": ["3"]})
+    with pytest.raises(ValueError, match="`dataset` is empty"):
+        analyze_responses(base, rl, char_tokenizer, data.select([]), progress=False)
+    with pytest.raises(ValueError, match=r"`response_column` 'answer' is not a column"):
+        analyze_responses(base, rl, char_tokenizer, data, response_column="answer", progress=False)
+    with pytest.raises(TypeError, match="must be a datasets.Dataset, got dict"):
+        analyze_responses(base, rl, char_tokenizer, data.to_dict(), progress=False)
+    with pytest.raises(ValueError, match="Row 0 has an empty response"):
+        analyze_responses(base, rl, char_tokenizer, Dataset.from_dict({"prompt": ["Q"], "response": [""]}))
+    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer, got 0"):
+        analyze_responses(base, rl, char_tokenizer, data, batch_size=0)
+    with pytest.raises(ValueError, match=r"Row 0: the prompt alone has 11 tokens, .* `max_length` \(5\)"):
+        analyze_responses(base, rl, char_tokenizer, data, max_length=5)
+    with pytest.raises(ValueError, match="Separation needs responses from `positive_source` 'rl'"):
+        analyze_responses(base, rl, char_tokenizer, data, progress=False).separation()
+    with pytest.raises(ValueError, match="`prompts` is empty"):
+        generate_responses(base, rl, char_tokenizer, [])
+    with pytest.raises(ValueError, match="`tokenizer` is required"):
+        analyze_model_pair(base, rl, PROMPTS)
+    with pytest.raises(ValueError, match=r"`dtype` must be one of .* got 'fp8'"):
+        load_model_pair(str(tmp_path), str(tmp_path), dtype="fp8")
+
+
+def test_mismatched_tokenizer_is_refused(pair, char_tokenizer):
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {chr(ord("a") + i): i for i in range(26)}
+    other = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="a")))
+    data = Dataset.from_dict({"prompt": PROMPTS[:1], "response": ["3"]})
+    with pytest.raises(ValueError, match="base and RL tokenizers differ on 26 of their 26 shared ids"):
+        analyze_responses(*pair, char_tokenizer, data, rl_tokenizer=other, progress=False)
