@@ -395,7 +395,10 @@ def replace_groups(
             if isinstance(value, torch.Tensor) or value is None:
                 merged[key] = value
                 continue
-            raise NotImplementedError(f"Dynamic sampling handles text-only batches; cannot merge the {key!r} field.")
+            raise ValueError(
+                f"`dynamic_sampling=True` handles text-only batches, but the batch has a {key!r} field of type "
+                f"{type(value).__name__} it cannot merge. Set `dynamic_sampling=False` for this data."
+            )
         if value.dim() == 2 and value.shape[1] != other.shape[1]:
             width, left = max(value.shape[1], other.shape[1]), key in _LEFT_PADDED
             pad = pad_token_id if key in ("prompt_ids", "completion_ids") else 0

@@ -318,6 +318,15 @@ def test_exported_custom_generate_loads_from_a_local_folder(tmp_path, pair, tok,
         **batch, custom_generate=str(rl_folder), trust_remote_code=True, max_new_tokens=8, do_sample=False, tau=-1e9
     )
     assert torch.equal(overridden, plain)
+    # A call without sampling settings samples with the checkpoint's temperature and top-p.
+    torch.manual_seed(3)
+    sampled = loaded.generate(**batch, custom_generate=str(rl_folder), trust_remote_code=True, max_new_tokens=8)
+    torch.manual_seed(3)
+    reference = generate_with_extrapolation(
+        loaded, base_model=base, **config.processor_kwargs(), **config.generation_kwargs(), **batch, max_new_tokens=8
+    )
+    assert torch.equal(sampled, reference)
+    assert config.generation_kwargs() == {"do_sample": True, "temperature": 1.0, "top_p": 0.7}
 
 
 def test_export_without_config_raises(tmp_path):

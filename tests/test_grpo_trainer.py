@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
 from hf_dlp.grpo_config import ReweightedGRPOConfig
-from hf_dlp.grpo_trainer import ReweightedGRPOTrainer, groups_with_signal
+from hf_dlp.grpo_trainer import ReweightedGRPOTrainer, groups_with_signal, replace_groups
 from hf_dlp.rewards import signed_accuracy_reward
 from hf_dlp.toy import load_char_tokenizer, make_arithmetic_dataset
 
@@ -208,3 +208,10 @@ def test_dynamic_sampling_refills_groups_without_signal(tiny_model_dir, dataset,
     logs = trainer.state.log_history
     assert sum(log["dynamic_sampling/rounds"] for log in logs[:2]) >= 1
     assert all(log["dynamic_sampling/frac_groups_without_signal"] == 0 for log in logs[:2])
+
+
+def test_dynamic_sampling_refuses_fields_it_cannot_merge():
+    batch = {"prompt_ids": torch.tensor([[7], [7]]), "advantages": torch.tensor([0.0, 0.0]), "images": ["x", "y"]}
+    extra = {"prompt_ids": torch.tensor([[4], [4]]), "advantages": torch.tensor([0.5, -0.5]), "images": ["z", "w"]}
+    with pytest.raises(ValueError, match="`dynamic_sampling=True` handles text-only batches.*'images'"):
+        replace_groups(batch, extra, torch.tensor([True]), group_size=2, pad_token_id=0)

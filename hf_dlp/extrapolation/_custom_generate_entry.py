@@ -54,7 +54,8 @@ def generate(
     **kwargs,
 ):
     """Extrapolated `generate`: the checkpoint's `extrapolation_config.json` (or `extrapolation_config=`) sets γ,
-    the selection rule, τ and top-k; `gamma=`, `selection=`, `tau=`, `top_k=` override it. The other model is
+    the selection rule, τ and top-k, and the sampling temperature and top-p unless the call passes its own (or a
+    `generation_config`, or `do_sample=False`); `gamma=`, `selection=`, `tau=`, `top_k=` override it. The other model is
     `base_model=` / `rl_model=`, or loaded once from `base_model_name_or_path`. The selection statistics of the call
     are left in `model.extrapolation_stats`."""
     config = {**_checkpoint_config(model), **(extrapolation_config or {})}
@@ -66,6 +67,12 @@ def generate(
     for key in ("assistant_model", "prompt_lookup_num_tokens", "num_beams"):
         if key in kwargs and kwargs[key] not in (1, False):
             raise ValueError(f"Extrapolation does not support `{key}`={kwargs[key]!r}; remove it.")
+    if generation_config is None and kwargs.get("do_sample", True):
+        # The checkpoint's sampling settings (paper: temperature 1.0, top-p 0.7) apply unless the call sets them.
+        for key in ("temperature", "top_p"):
+            if key not in kwargs and config.get(key) is not None:
+                kwargs[key] = config[key]
+                kwargs.setdefault("do_sample", True)
     input_ids = inputs if inputs is not None else kwargs.pop("input_ids")
     if base_model is None and rl_model is None:
         name = config.get("base_model_name_or_path")
