@@ -85,7 +85,7 @@ def test_samples_when_there_is_no_response_column(model_dirs, tmp_path, capsys):
 
 
 def test_missing_file_is_reported(model_dirs, tmp_path):
-    with pytest.raises(FileNotFoundError, match="`--dataset` file .*nope.jsonl' does not exist"):
+    with pytest.raises(FileNotFoundError, match="Dataset file .*nope.jsonl' does not exist"):
         main(
             [
                 "analyze",

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 NAME = "analyze"
 HELP = "Score responses with a base and an RLVR model: Δlog p, entropy and KL per token, summary and Fig. 1b plots."
-
-DATA_FILE_TYPES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
-
 
 def _option(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
     """Accept both `--name_with_underscores` and `--name-with-dashes`."""
@@ -49,35 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _option(parser, "no_plots", action="store_true", help="Write the JSON only.")
 
 
-def _load_rows(spec: str, split: str = "train", max_examples: int | None = None):
-    """Load the `--dataset` argument as a `datasets.Dataset` (see `add_arguments`)."""
-    from datasets import Dataset, load_dataset, load_from_disk
-
-    if spec.startswith("toy:"):
-        from hf_dlp.toy import make_arithmetic_dataset
-
-        dataset = make_arithmetic_dataset(level=spec.split(":", 1)[1], num_examples=max_examples or 32)
-    elif Path(spec).is_dir():
-        dataset = load_from_disk(spec)
-        dataset = dataset[split] if not isinstance(dataset, Dataset) else dataset
-    elif Path(spec).suffix in DATA_FILE_TYPES:
-        if not Path(spec).exists():
-            raise FileNotFoundError(f"`--dataset` file {spec!r} does not exist.")
-        dataset = load_dataset(DATA_FILE_TYPES[Path(spec).suffix], data_files=spec, split="train")
-    else:
-        dataset = load_dataset(spec, split=split)
-    if max_examples is not None:
-        if max_examples < 1:
-            raise ValueError(f"`--max_examples` must be at least 1, got {max_examples}.")
-        dataset = dataset.select(range(min(max_examples, len(dataset))))
-    return dataset
-
-
 def run(args: argparse.Namespace) -> int:
     from hf_dlp.analysis import analyze_model_pair, analyze_responses, load_model_pair
     from hf_dlp.analysis.report import ALL_METRICS_FILE, FIG1B_FILE, REPORT_FILE
+    from hf_dlp.loading import load_dataset_spec
 
-    dataset = _load_rows(args.dataset, args.split, args.max_examples)
+    dataset = load_dataset_spec(
+        args.dataset, split=args.split, limit=args.max_examples, num_examples=args.max_examples or 32
+    )
     if args.chat:
         column = args.prompt_column
         dataset = dataset.map(lambda row: {column: [{"role": "user", "content": row[column]}]})

@@ -37,12 +37,11 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_inputs(args: argparse.Namespace):
     """(base model, RL model, tokenizer, dataset, reward function) from the parsed arguments."""
-    from hf_dlp.extrapolation.loading import load_eval_dataset
-    from hf_dlp.loading import load_causal_lm, load_tokenizer
+    from hf_dlp.loading import load_causal_lm, load_dataset_spec, load_tokenizer
     from hf_dlp.rewards import get_reward_function
 
     reward_fn = get_reward_function(args.reward)
-    dataset = load_eval_dataset(
+    dataset = load_dataset_spec(
         args.dataset, split=args.split, level=args.level, num_examples=args.num_examples, limit=args.limit
     )
     if args.prompt_column != "prompt":

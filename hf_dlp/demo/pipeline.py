@@ -35,9 +35,9 @@ def _device() -> str:
 
 
 def _load_dataset(spec: str, *, num_examples: int, seed: int):
-    from ..extrapolation.loading import load_eval_dataset
+    from ..loading import load_dataset_spec
 
-    return load_eval_dataset(spec, num_examples=num_examples, seed=seed, limit=None if spec == "toy" else num_examples)
+    return load_dataset_spec(spec, num_examples=num_examples, seed=seed, limit=None if spec == "toy" else num_examples)
 
 
 def _base_model_path(config: DemoConfig) -> str:
