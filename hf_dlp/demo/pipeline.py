@@ -48,10 +48,6 @@ def _base_model_path(config: DemoConfig) -> str:
     return str(make_toy_base_model(BaseModelSettings()))
 
 
-def _load(path: str):
-    from ..loading import load_causal_lm, load_tokenizer
-
-    return load_causal_lm(path, dtype="auto", device=_device()), load_tokenizer(path)
 
 
 def train_rl_model(config: DemoConfig, method: str, base_path: str, tokenizer, train_dataset, directory: Path) -> list[dict]:
@@ -120,6 +116,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> dict[str
     """
     from ..analysis import analyze_responses, generate_responses
     from ..extrapolation import extrapolation_sweep, replacement_sweep
+    from ..loading import load_causal_lm, load_tokenizer
     from .curves import plot_training_curves
     from .report import write_report
 
@@ -131,7 +128,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> dict[str
 
     with timer.stage("1. base model"):
         base_path = _base_model_path(config)
-        base_model, tokenizer = _load(base_path)
+        base_model, tokenizer = load_causal_lm(base_path, device=_device()), load_tokenizer(base_path)
         results["base_model"] = base_path
 
     with timer.stage("2. RLVR training"):
@@ -146,7 +143,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> dict[str
 
     models = {"base": base_model}
     for method in config.methods:
-        models[method] = _load(str(output / "models" / method))[0]
+        models[method] = load_causal_lm(output / "models" / method, device=_device())
     rl_model = models["none"]
 
     with timer.stage("3. evaluation"):
