@@ -25,10 +25,11 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(VENV)/bin/hf-dlp demo --output-dir demo_output
+	$(VENV)/bin/hf-dlp demo --output_dir demo_output
 
 lint: $(STAMP)
 	$(PY) -m ruff check hf_dlp tests examples benchmarks
+	$(PY) -m ruff format --check hf_dlp tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) demo_output

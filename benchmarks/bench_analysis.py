@@ -171,7 +171,14 @@ def main(argv: list[str] | None = None) -> None:
             ).logits
 
     def metrics(mask):
-        return lambda: compute_token_metrics(base, rl, input_ids, attention, mask, chunk_size=args.chunk_size)
+        return lambda: compute_token_metrics(
+            base_model=base,
+            rl_model=rl,
+            input_ids=input_ids,
+            attention_mask=attention,
+            completion_mask=mask,
+            chunk_size=args.chunk_size,
+        )
 
     cases = {
         "two plain forwards": plain,

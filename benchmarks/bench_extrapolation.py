@@ -2,8 +2,8 @@
 
 1. Dense extrapolation (`selection="all"`) vs plain `generate` of the RL model, same batch and lengths
    (target <= 2.0x: two forwards a token).
-2. Ours vs a naive processor that re-runs the other model on the whole prefix every step, at 512 new tokens
-   (target: ours >= 10x faster).
+2. Ours (the default `CachedModelScorer`) vs `NaiveRecomputeScorer`, which re-runs the other model on the whole
+   prefix every step, at 512 new tokens (target: ours >= 10x faster).
 3. LoRA: plain `generate` of the LoRA model vs the single-weights paths: a second, adapter-disabled call per token,
    and one batched forward of RL and base rows (`one_forward=True`; target <= 1.3x).
 
@@ -21,29 +21,10 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hf_dlp.extrapolation import ExtrapolationLogitsProcessor, generate_with_extrapolation
+from hf_dlp.extrapolation import ExtrapolationConfig, NaiveRecomputeScorer, generate_with_extrapolation
 
-
-class NaiveRecomputeProcessor(ExtrapolationLogitsProcessor):
-    """The baseline users would write: no cache, the other model re-runs the whole prefix at every step."""
-
-    def _start(self, input_ids):
-        result = super()._start(input_ids)
-        self._prompt_mask = self._attention_mask
-        return result
-
-    def _step(self, input_ids):
-        batch = input_ids.shape[0]
-        self._attention_mask = torch.cat([self._attention_mask, self._attention_mask.new_ones(batch, 1)], dim=-1)
-        mask = self._attention_mask
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        self._cache = None
-        with torch.inference_mode():
-            outputs = self.other_model(
-                input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1
-            )
-        self.other_tokens += input_ids.numel()
-        return outputs.logits[:, -1].float()
+# Dense extrapolation (every position), the whole vocabulary: the most work per step.
+DENSE = ExtrapolationConfig(gamma=0.5, selection="all", candidate_top_k=None)
 
 
 def tiny_llama(seed: int, hidden: int, layers: int, device: str, dtype: torch.dtype) -> LlamaForCausalLM:
@@ -91,17 +72,13 @@ def bench_dense_and_naive(args, rl, base, input_ids, mask) -> None:
     def plain(new):
         return lambda: rl.generate(input_ids, max_new_tokens=new, min_new_tokens=new, **common)
 
-    def ours(new):
+    def ours(new, other=base):
         return lambda: generate_with_extrapolation(
-            rl, base_model=base, gamma=0.5, input_ids=input_ids, max_new_tokens=new, min_new_tokens=new, **common
+            rl, base_model=other, config=DENSE, input_ids=input_ids, max_new_tokens=new, min_new_tokens=new, **common
         )
 
     def naive(new):
-        def run():
-            processor = NaiveRecomputeProcessor(base_model=base, gamma=0.5, prompt_attention_mask=mask)
-            rl.generate(input_ids, max_new_tokens=new, min_new_tokens=new, logits_processor=[processor], **common)
-
-        return run
+        return ours(new, other=NaiveRecomputeScorer(base))
 
     plain(4)(), ours(4)(), naive(4)()  # warm-up
     t_plain = timed(plain(args.new_tokens), args.repeats, args.device)
@@ -139,10 +116,10 @@ def bench_lora(args, base, input_ids, mask) -> None:
         return lora.generate(input_ids=input_ids, **common)
 
     def two_calls():
-        return generate_with_extrapolation(lora, gamma=0.5, input_ids=input_ids, **common)
+        return generate_with_extrapolation(lora, config=DENSE, input_ids=input_ids, **common)
 
     def one_forward():
-        return generate_with_extrapolation(lora, gamma=0.5, input_ids=input_ids, one_forward=True, **common)
+        return generate_with_extrapolation(lora, config=DENSE, input_ids=input_ids, one_forward=True, **common)
 
     plain(), two_calls(), one_forward()
     t_plain = timed(plain, args.repeats, args.device)

@@ -25,9 +25,9 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-from hf_dlp.grpo_config import ReweightedGRPOConfig  # noqa: E402
-from hf_dlp.grpo_trainer import PPL_WEIGHTS_KEY, ReweightedGRPOTrainer  # noqa: E402
 from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm  # noqa: E402
+from hf_dlp.training import ReweightedGRPOConfig, ReweightedGRPOTrainer  # noqa: E402
+from hf_dlp.training.trainer import PPL_WEIGHTS_KEY  # noqa: E402
 
 
 def _reward(completions, **kwargs):

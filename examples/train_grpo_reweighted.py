@@ -12,15 +12,18 @@ publish the checkpoint with its model card):
 
 Every field of `TrainScriptArguments` (data, rewards), `ReweightedGRPOConfig` (training, `reweighting`,
 `reweight_alpha`) and TRL's `ModelConfig` (model, LoRA via `--use_peft`) can be given in the YAML or as a flag;
-`hf-dlp train --config ...` runs the same code.
+`hf-dlp train --config ...` runs the same code (`hf_dlp.training.script`). Everything is validated before the model
+loads; `--resume_from_checkpoint true` continues from the last checkpoint in `output_dir`, which is otherwise
+refused when it already holds checkpoints.
 """
 
 from __future__ import annotations
 
-from hf_dlp.commands.train import make_parser, run_training
+from hf_dlp.training import ReweightedGRPOTrainer
+from hf_dlp.training.script import make_parser, run_training
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> ReweightedGRPOTrainer:
     script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
     return run_training(script_args, training_args, model_args)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS: dict[str, str] = {
     # analysis
@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "EvaluationResult": "hf_dlp.evaluation",
     "evaluate_model": "hf_dlp.evaluation",
     "pass_at_k": "hf_dlp.evaluation",
-    "sample_completions": "hf_dlp.evaluation",
+    "sample_completions": "hf_dlp.generation",
     "accuracy_reward": "hf_dlp.rewards",
     "format_reward": "hf_dlp.rewards",
     "signed_accuracy_reward": "hf_dlp.rewards",
@@ -34,21 +34,19 @@ _EXPORTS: dict[str, str] = {
     "ExtrapolationConfig": "hf_dlp.extrapolation",
     "ExtrapolationLogitsProcessor": "hf_dlp.extrapolation",
     "ExtrapolationStats": "hf_dlp.extrapolation",
-    "SweepResult": "hf_dlp.extrapolation",
     "disable_extrapolation": "hf_dlp.extrapolation",
     "enable_extrapolation": "hf_dlp.extrapolation",
     "export_custom_generate": "hf_dlp.extrapolation",
-    "extrapolation_sweep": "hf_dlp.extrapolation",
     "generate_with_extrapolation": "hf_dlp.extrapolation",
-    "replacement_sweep": "hf_dlp.extrapolation",
+    # sweeps (Fig. 1c and Fig. 4, built on evaluation and extrapolation)
+    "SweepResult": "hf_dlp.sweeps",
+    "extrapolation_sweep": "hf_dlp.sweeps",
+    "replacement_sweep": "hf_dlp.sweeps",
     # training
-    "REWEIGHTING_METHODS": "hf_dlp.reweighting",
-    "ReweightedGRPOConfig": "hf_dlp.grpo_config",
-    "ReweightedGRPOTrainer": "hf_dlp.grpo_trainer",
-    "render_model_card": "hf_dlp.model_card",
-    # demo
-    "DemoConfig": "hf_dlp.demo",
-    "run_demo": "hf_dlp.demo",
+    "REWEIGHTING_METHODS": "hf_dlp.training",
+    "ReweightedGRPOConfig": "hf_dlp.training",
+    "ReweightedGRPOTrainer": "hf_dlp.training",
+    "render_model_card": "hf_dlp.training",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -75,22 +73,17 @@ if TYPE_CHECKING:
         compute_token_metrics,
         generate_responses,
     )
-    from .demo import DemoConfig, run_demo
-    from .evaluation import EvaluationResult, evaluate_model, pass_at_k, sample_completions
+    from .evaluation import EvaluationResult, evaluate_model, pass_at_k
     from .extrapolation import (
         ExtrapolationConfig,
         ExtrapolationLogitsProcessor,
         ExtrapolationStats,
-        SweepResult,
         disable_extrapolation,
         enable_extrapolation,
         export_custom_generate,
-        extrapolation_sweep,
         generate_with_extrapolation,
-        replacement_sweep,
     )
-    from .grpo_config import ReweightedGRPOConfig
-    from .grpo_trainer import ReweightedGRPOTrainer
-    from .model_card import render_model_card
+    from .generation import sample_completions
     from .rewards import accuracy_reward, format_reward, signed_accuracy_reward
-    from .reweighting import REWEIGHTING_METHODS
+    from .sweeps import SweepResult, extrapolation_sweep, replacement_sweep
+    from .training import REWEIGHTING_METHODS, ReweightedGRPOConfig, ReweightedGRPOTrainer, render_model_card

@@ -5,12 +5,15 @@ Python numbers, numpy scalars or 0-d tensors (what a sweep over `np.linspace` or
 booleans and strings are never numbers.
 
 Deprecated names follow TRL's style: a `FutureWarning` that names the version in which the old name goes away and
-the replacement, after which the value is forwarded, so old code keeps working for one release.
+the replacement, after which the value is forwarded, so old code keeps working for one release. The same holds for
+renamed keyword arguments (`rename_argument`), parameters that became keyword-only (`keyword_only_models`) and
+modules whose contents moved (`moved_module`, the `__getattr__` of the old module).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
 import numbers
@@ -156,7 +159,9 @@ def check_output_dir(name: str, path: str | Path | None) -> Path | None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ValueError(f"`{name}` ({str(path)!r}) cannot be created: {error.strerror}. Choose another folder.") from None
+        raise ValueError(
+            f"`{name}` ({str(path)!r}) cannot be created: {error.strerror}. Choose another folder."
+        ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"`{name}` ({str(path)!r}) is not writable; choose another folder or fix its permissions.")
     return path
@@ -241,6 +246,58 @@ def keyword_only_models(*legacy_order: str) -> Callable[[F], F]:
     return decorate
 
 
+def moved_module(
+    old: str, *new: str, names: tuple[str, ...] | None = None, stacklevel: int = 2
+) -> Callable[[str], Any]:
+    """The module `__getattr__` of a deprecated alias `old` whose names now live in the modules `new`.
+
+    Args:
+        old (`str`): the deprecated module's name (pass `__name__`).
+        *new (`str`): the modules that now hold the names, searched in order.
+        names (`tuple[str, ...]`, *optional*): only these names are forwarded (others raise `AttributeError` without
+            importing anything); by default every public name of the new modules is.
+        stacklevel (`int`, *optional*, defaults to `2`): where the warning points; 2 is the line doing the import
+            when the result is the module's `__getattr__` (add one per wrapper in between).
+
+    Examples:
+
+    >>> import warnings
+    >>> getter = moved_module("hf_dlp.old_loading", "hf_dlp.loading")
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     dtypes = getter("DTYPE_NAMES")
+    >>> dtypes[0], caught[0].category.__name__
+    ('auto', 'FutureWarning')
+    >>> print(caught[0].message)
+    Importing `DTYPE_NAMES` from `hf_dlp.old_loading` is deprecated and stops working in hf_dlp 0.3.0; import it from `hf_dlp.loading` instead.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__") or (names is not None and name not in names):
+            raise AttributeError(f"module {old!r} has no attribute {name!r}")
+        for module_name in new:
+            module = importlib.import_module(module_name)
+            if hasattr(module, name):
+                warnings.warn(
+                    f"Importing `{name}` from `{old}` is deprecated and stops working in hf_dlp {REMOVAL_VERSION}; "
+                    f"import it from `{_public_home(module_name, name)}` instead.",
+                    FutureWarning,
+                    stacklevel=stacklevel,
+                )
+                return getattr(module, name)
+        raise AttributeError(f"module {old!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+def _public_home(module_name: str, name: str) -> str:
+    """The package that re-exports `name` (e.g. `hf_dlp.training` for `hf_dlp.training.config`), else the module."""
+    package = module_name.rpartition(".")[0]
+    if package and name in getattr(importlib.import_module(package), "__all__", ()):
+        return package
+    return module_name
+
+
 __all__ = [
     "REMOVAL_VERSION",
     "check_choice",
@@ -248,5 +305,6 @@ __all__ = [
     "check_output_dir",
     "check_sequence",
     "keyword_only_models",
+    "moved_module",
     "rename_argument",
 ]

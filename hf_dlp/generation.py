@@ -27,6 +27,21 @@ GenerateFunction = Callable[..., "torch.LongTensor"]
 DEFAULT_SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 1.0, "top_p": 0.7, "max_new_tokens": 256}
 """The default sampling of every hf_dlp entry point: the paper's evaluation setting, 256 new tokens."""
 
+# Numeric `GenerationConfig` fields, stored as plain Python numbers (numpy or tensor scalars are accepted).
+_FLOAT_SETTINGS = ("temperature", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "repetition_penalty")
+_INT_SETTINGS = ("max_new_tokens", "min_new_tokens", "top_k", "num_beams", "num_return_sequences")
+
+# (setting, transformers warper that `generate` builds from it when sampling, value at which it builds none).
+_SAMPLING_WARPERS = (
+    ("temperature", "TemperatureLogitsWarper", 1.0),
+    ("top_k", "TopKLogitsWarper", 0),
+    ("top_p", "TopPLogitsWarper", 1.0),
+    ("min_p", "MinPLogitsWarper", None),
+    ("typical_p", "TypicalLogitsWarper", 1.0),
+    ("epsilon_cutoff", "EpsilonLogitsWarper", 0.0),
+    ("eta_cutoff", "EtaLogitsWarper", 0.0),
+)
+
 
 def default_generation_config(**overrides: Any) -> GenerationConfig:
     """A fresh `GenerationConfig` with hf_dlp's default sampling (`DEFAULT_SAMPLING`), updated with `overrides`.
@@ -49,7 +64,9 @@ def resolve_generation_config(
 
     Returns a new config (the given one is not modified) and the keyword arguments that are not generation settings
     (model inputs such as `logits_processor`), which go to `generate` as they are. The config is validated here,
-    so a bad setting fails before any model runs.
+    so a bad setting fails before any model runs: `GenerationConfig.validate(strict=True)`, then the sampling
+    warpers `generate` builds (so `temperature=-1` or `top_p=1.5` is refused). Numeric settings given as numpy or
+    tensor scalars are stored as Python numbers. `do_sample=False` over the default gives greedy decoding.
 
     Examples:
 
@@ -58,10 +75,19 @@ def resolve_generation_config(
     ...                                          logits_processor=None)
     >>> config.top_p, config.max_new_tokens, sorted(rest)
     (0.9, 8, ['logits_processor'])
+    >>> resolve_generation_config(do_sample=False)[0].top_p is None
+    True
+    >>> resolve_generation_config(top_p=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: `top_p=1.5` is not a valid sampling setting: `top_p` has to be a float > 0 and < 1, but is 1.5
     """
     from transformers import GenerationConfig
 
-    if generation_config is None:
+    if generation_config is None and generate_kwargs.get("do_sample") is False:
+        # Greedy over the default: keep its length, drop the sampling-only settings (strict validation refuses them).
+        config = GenerationConfig(max_new_tokens=DEFAULT_SAMPLING["max_new_tokens"])
+    elif generation_config is None:
         config = default_generation_config()
     elif isinstance(generation_config, GenerationConfig):
         config = copy.deepcopy(generation_config)
@@ -70,11 +96,34 @@ def resolve_generation_config(
             f"`generation_config` must be a transformers.GenerationConfig, got {type(generation_config).__name__}; "
             "build one with `GenerationConfig(do_sample=True, top_p=0.7, ...)` or pass the settings as keywords."
         )
+    for name in (*_FLOAT_SETTINGS, *_INT_SETTINGS):  # `update` validates: numbers are checked before it
+        if generate_kwargs.get(name) is not None:
+            generate_kwargs[name] = check_number(name, generate_kwargs[name], integer=name in _INT_SETTINGS)
+        elif getattr(config, name, None) is not None:
+            setattr(config, name, check_number(name, getattr(config, name), integer=name in _INT_SETTINGS))
     rest = config.update(**generate_kwargs)
     config.validate(strict=True)
     if config.max_new_tokens is not None:
         check_number("max_new_tokens", config.max_new_tokens, integer=True, minimum=1)
+    _check_sampling_warpers(config)
     return config, rest
+
+
+def _check_sampling_warpers(config: GenerationConfig) -> None:
+    """Build the sampling warpers `generate` would build, so that a value they refuse (`temperature=-1`, `top_p=1.5`,
+    which `generate` would refuse or silently ignore) fails here, before any model runs."""
+    import transformers
+
+    if not config.do_sample:
+        return
+    for name, warper, neutral in _SAMPLING_WARPERS:
+        value = getattr(config, name, None)
+        if value is None or value == neutral:
+            continue
+        try:
+            getattr(transformers, warper)(value)
+        except ValueError as error:
+            raise ValueError(f"`{name}={value!r}` is not a valid sampling setting: {error}") from None
 
 
 def check_prompts(prompts: Any, *, argument: str = "prompts") -> list[Prompt]:
@@ -200,7 +249,10 @@ def sample_completions(
             ).to(device)
             torch.manual_seed(seed + batch_index)
             sequences = generate(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask, generation_config=config, **model_kwargs
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                generation_config=config,
+                **model_kwargs,
             )
             new_tokens = sequences[:, batch.input_ids.shape[1] :]
             decoded.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))

@@ -86,12 +86,15 @@ def check_model_source(name_or_path: str | Path, *, argument: str = "model") -> 
     return str(path) if path.exists() else str(name_or_path)
 
 
-def load_tokenizer(name_or_path: str | Path, padding_side: str = "left") -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    name_or_path: str | Path, padding_side: str = "left", *, revision: str | None = None
+) -> PreTrainedTokenizerBase:
     """Load a tokenizer; a local folder with `tokenizer.json` is read as saved (`PreTrainedTokenizerFast`).
 
     `AutoTokenizer` on a folder whose config names a model type may rebuild the tokenizer class of that type and
     change its pre-tokenizer (the toy character tokenizer then drops spaces), so local folders skip it; Hub ids go
-    through `AutoTokenizer`. A missing pad token becomes the eos token.
+    through `AutoTokenizer` (at `revision`, a branch, tag or commit, when given). A missing pad token becomes the eos
+    token.
 
     Examples:
 
@@ -110,7 +113,7 @@ def load_tokenizer(name_or_path: str | Path, padding_side: str = "left") -> PreT
     if path.is_dir() and (path / "tokenizer.json").exists():
         tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **({} if revision is None else {"revision": revision}))
     tokenizer.padding_side = check_choice("padding_side", padding_side, ("left", "right"))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -157,10 +160,13 @@ def check_data_file(path: Path) -> None:
     if not text.strip():
         raise ValueError(f"Dataset file {str(path)!r} is empty; it needs at least one row.")
     try:
-        json.loads(text)
-        return
+        rows = json.loads(text)
     except json.JSONDecodeError:
         pass
+    else:
+        if isinstance(rows, list | dict) and len(rows) == 0:
+            raise ValueError(f"Dataset file {str(path)!r} holds no rows ({text.strip()}); it needs at least one row.")
+        return
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
@@ -182,12 +188,14 @@ def load_dataset_spec(
     seed: int = 1234,
     prompt_form: str = "plain",
     required_columns: tuple[str, ...] = (),
+    name: str | None = None,
 ) -> Dataset:
     """Load a data set named on a command line, as a `datasets.Dataset`.
 
     `spec` is one of: `"toy"` or `"toy:LEVEL"` (the offline arithmetic task, `num_examples` problems), a
     `save_to_disk` folder, a `.json`/`.jsonl`/`.csv`/`.parquet` file, or a Hub dataset id (its `split`).
-    `limit` keeps the first rows only. `required_columns` are checked at once, before any sampling or training.
+    `name` is a Hub dataset's configuration (`load_dataset(spec, name)`). `limit` keeps the first rows only.
+    `required_columns` are checked at once, before any sampling or training.
 
     Examples:
 
@@ -200,7 +208,9 @@ def load_dataset_spec(
     """
     from datasets import Dataset, load_dataset, load_from_disk
 
-    limit = check_number("limit", limit, integer=True, minimum=1, allow_none=True, hint="Leave it unset to keep every row.")
+    limit = check_number(
+        "limit", limit, integer=True, minimum=1, allow_none=True, hint="Leave it unset to keep every row."
+    )
     path = Path(spec)
     if spec == "toy" or spec.startswith("toy:"):
         from .toy import make_arithmetic_dataset
@@ -208,7 +218,10 @@ def load_dataset_spec(
         level = spec.split(":", 1)[1] if ":" in spec else level
         dataset = make_arithmetic_dataset(level=level, num_examples=num_examples, prompt_form=prompt_form, seed=seed)
     elif path.is_dir():
-        dataset = load_from_disk(spec)
+        try:
+            dataset = load_from_disk(spec)
+        except IndexError:  # what `datasets` raises for a saved data set without rows
+            raise ValueError(f"Dataset {spec!r} has no rows.") from None
         dataset = dataset if isinstance(dataset, Dataset) else dataset[split]
     elif path.suffix in DATA_FILE_TYPES:
         check_data_file(path)
@@ -218,7 +231,7 @@ def load_dataset_spec(
     elif looks_like_local_path(spec):
         raise FileNotFoundError(f"Dataset path {spec!r} does not exist.")
     else:
-        dataset = load_dataset(spec, split=split)
+        dataset = load_dataset(spec, name, split=split)
     if len(dataset) == 0:
         raise ValueError(f"Dataset {spec!r} has no rows.")
     for column in required_columns:

@@ -145,9 +145,11 @@ def load_model_pair(
     >>> base.dtype, len(tok)
     (torch.bfloat16, 106)
     """
-    from .loading import check_dtype, load_causal_lm, load_tokenizer
+    from .loading import check_dtype, check_model_source, load_causal_lm, load_tokenizer
 
     check_dtype(dtype)
+    base_model = check_model_source(base_model, argument="base_model")  # a missing folder is named as such
+    rl_model = check_model_source(rl_model, argument="rl_model")
     tokenizer, rl_tokenizer = load_tokenizer(base_model), load_tokenizer(rl_model)
     check_same_vocabulary(tokenizer, rl_tokenizer)
     return load_causal_lm(base_model, dtype, device), load_causal_lm(rl_model, dtype, device), tokenizer

@@ -13,6 +13,8 @@ from typing import Any
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
+from .arguments import check_number
+
 # A TRL reward function: completions (strings, or chat message lists) plus dataset columns as keyword arguments,
 # returning one float (or None to abstain) per completion.
 RewardFunction = Callable[..., list[float | None]]
@@ -21,7 +23,13 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 
 def completion_text(completion: str | Sequence[dict[str, Any]]) -> str:
-    """The text of a completion: the string itself, or the content of the last message of a chat completion."""
+    """The text of a completion: the string itself, or the content of the last message of a chat completion.
+
+    Examples:
+
+    >>> completion_text("x = 1"), completion_text([{"role": "assistant", "content": "x = 2"}])
+    ('x = 1', 'x = 2')
+    """
     if isinstance(completion, str):
         return completion
     if isinstance(completion, Sequence) and completion and isinstance(completion[-1], dict):
@@ -87,17 +95,45 @@ def is_correct(completion: str, ground_truth: str) -> bool:
     return bool(verify(gold_parsed, predicted_parsed, timeout_seconds=None))
 
 
+def _ground_truth_columns(answer_column: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((answer_column, "answer", "solution")))
+
+
+def _missing_ground_truth(columns: tuple[str, ...], given: Sequence[str]) -> ValueError:
+    return ValueError(
+        f"The accuracy reward needs the ground truth as a dataset column: none of "
+        f"{', '.join(f'`{c}`' for c in columns)} was passed (got columns {sorted(given)}). Add the column, or set "
+        "`answer_column`."
+    )
+
+
 def _ground_truths(kwargs: dict[str, Any], answer_column: str, count: int) -> list[str]:
-    for column in (answer_column, "answer", "solution"):
+    for column in _ground_truth_columns(answer_column):
         if kwargs.get(column) is not None:
             values = list(kwargs[column])
             if len(values) != count:
                 raise ValueError(f"Got {count} completions but {len(values)} values in column `{column}`.")
             return [str(value) for value in values]
-    raise ValueError(
-        f"The accuracy reward needs the ground truth as a dataset column: none of `{answer_column}`, `answer`, "
-        f"`solution` was passed (got columns {sorted(kwargs)}). Add the column, or set `answer_column`."
-    )
+    raise _missing_ground_truth(_ground_truth_columns(answer_column), list(kwargs))
+
+
+def check_reward_columns(reward_fn: RewardFunction, column_names: Sequence[str]) -> None:
+    """Refuse a data set that lacks every column a reward reads its ground truth from, before any sampling.
+
+    Rewards that declare `ground_truth_columns` (a tuple of column names, any one of which is enough) are checked;
+    other reward functions pass.
+
+    Examples:
+
+    >>> check_reward_columns(accuracy_reward, ["prompt", "answer"])
+    >>> check_reward_columns(accuracy_reward, ["prompt", "question"])
+    Traceback (most recent call last):
+    ...
+    ValueError: The accuracy reward needs the ground truth as a dataset column: none of `answer`, `solution` was passed (got columns ['prompt', 'question']). Add the column, or set `answer_column`.
+    """
+    columns = getattr(reward_fn, "ground_truth_columns", None)
+    if columns and not any(column in column_names for column in columns):
+        raise _missing_ground_truth(tuple(columns), list(column_names))
 
 
 def make_accuracy_reward(
@@ -114,6 +150,7 @@ def make_accuracy_reward(
     >>> reward.__name__
     'accuracy_reward_pm1'
     """
+    correct, incorrect = check_number("correct", correct), check_number("incorrect", incorrect)
     if correct <= incorrect:
         raise ValueError(f"`correct` ({correct}) must be larger than `incorrect` ({incorrect}).")
 
@@ -124,6 +161,7 @@ def make_accuracy_reward(
             for completion, truth in zip(completions, truths, strict=True)
         ]
 
+    accuracy_reward.ground_truth_columns = _ground_truth_columns(answer_column)  # checked before sampling
     # TRL logs each reward under its function's name.
     default_name = "accuracy_reward" if (correct, incorrect) == (1.0, 0.0) else "accuracy_reward_pm1"
     accuracy_reward.__name__ = name or default_name
@@ -159,7 +197,28 @@ REWARD_FUNCTIONS: dict[str, RewardFunction] = {
 
 
 def get_reward_function(name: str) -> RewardFunction:
-    """Look a reward function up by name (`"accuracy"`, `"accuracy_pm1"`, `"format"`), for configs and the CLI."""
+    """Look a reward function up by name (`"accuracy"`, `"accuracy_pm1"`, `"format"`), for configs and the CLI.
+
+    Examples:
+
+    >>> get_reward_function("accuracy_pm1").__name__
+    'accuracy_reward_pm1'
+    """
     if name not in REWARD_FUNCTIONS:
         raise ValueError(f"Unknown reward function {name!r}; choose one of {sorted(REWARD_FUNCTIONS)}.")
     return REWARD_FUNCTIONS[name]
+
+
+__all__ = [
+    "REWARD_FUNCTIONS",
+    "RewardFunction",
+    "accuracy_reward",
+    "check_reward_columns",
+    "completion_text",
+    "format_reward",
+    "get_reward_function",
+    "is_correct",
+    "last_boxed_content",
+    "make_accuracy_reward",
+    "signed_accuracy_reward",
+]

@@ -9,6 +9,12 @@ import pytest
 from hf_dlp.cli import main
 from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
 
+ROWS = [
+    {"prompt": "Q: 1+1?\nA: ", "response": "The answer is 2.", "source": "base"},
+    {"prompt": "Q: 2+3?\nA: ", "response": "5", "source": "rl"},
+    {"prompt": "Q: 4+4?\nA: ", "response": "It is 8", "source": "rl"},
+]
+
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
@@ -19,83 +25,89 @@ def model_dirs(tmp_path_factory):
     return root / "base", root / "rl"
 
 
-def test_scores_a_response_file(model_dirs, tmp_path, capsys):
-    rows = [
-        {"prompt": "Q: 1+1?\nA: ", "response": "The answer is 2.", "source": "base"},
-        {"prompt": "Q: 2+3?\nA: ", "response": "5", "source": "rl"},
-        {"prompt": "Q: 4+4?\nA: ", "response": "It is 8", "source": "rl"},
-    ]
+@pytest.fixture()
+def response_file(tmp_path):
     data = tmp_path / "responses.jsonl"
-    data.write_text("\n".join(json.dumps(row) for row in rows))
+    data.write_text("\n".join(json.dumps(row) for row in ROWS))
+    return data
+
+
+def test_scores_a_response_file(model_dirs, response_file, tmp_path, capsys):
+    out = tmp_path / "out"
     code = main(
-        [
-            "analyze",
-            "--base",
-            str(model_dirs[0]),
-            "--rl",
-            str(model_dirs[1]),
-            "--dataset",
-            str(data),
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--batch_size",
-            "2",
-            "--top-k",
-            "20",
-        ]
-    )
+        ["analyze", "--base_model", str(model_dirs[0]), "--rl-model", str(model_dirs[1]), "--dataset",
+         str(response_file), "--output-dir", str(out), "--batch_size", "2", "--logprobs-top-k", "20"]
+    )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "Scored 24 tokens in 3 responses (1 base, 2 rl)." in printed
     assert "delta_logp" in printed and "AUROC(resp)" in printed
-    assert f"Plots:  {tmp_path / 'out' / 'fig1b_histograms.png'}" in printed
-    report = json.loads((tmp_path / "out" / "analysis.json").read_text())
-    assert report["settings"]["top_k"] == 20 and report["settings"]["dataset"] == str(data)
+    assert f"Plots:  {out / 'fig1b_histograms.png'}" in printed
+    report = json.loads((out / "analysis.json").read_text())
+    assert report["settings"]["logprobs_top_k"] == 20 and report["settings"]["dataset"] == str(response_file)
+    assert report["settings"]["base_model"] == str(model_dirs[0])
     assert report["num_responses"] == {"base": 1, "rl": 2}
+
+
+def test_old_flags_still_work_with_a_warning(model_dirs, response_file, tmp_path, capsys):
+    with pytest.warns(FutureWarning) as caught:
+        code = main(
+            ["analyze", "--base", str(model_dirs[0]), "--rl", str(model_dirs[1]), "--dataset", str(response_file),
+             "--output-dir", str(tmp_path / "out"), "--top-k", "20", "--no_plots"]
+        )  # fmt: skip
+    assert code == 0
+    messages = " ".join(str(w.message) for w in caught)
+    assert "use `--base_model`" in messages and "use `--rl_model`" in messages and "use `--logprobs_top_k`" in messages
+    assert json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]["logprobs_top_k"] == 20
 
 
 def test_samples_when_there_is_no_response_column(model_dirs, tmp_path, capsys):
     code = main(
-        [
-            "analyze",
-            "--base",
-            str(model_dirs[0]),
-            "--rl",
-            str(model_dirs[1]),
-            "--dataset",
-            "toy:easy",
-            "--max_examples",
-            "2",
-            "--num_samples",
-            "2",
-            "--max_new_tokens",
-            "6",
-            "--output_dir",
-            str(tmp_path),
-            "--no_plots",
-            "--device",
-            "cpu",
-            "--chat",
-        ]
-    )
+        ["analyze", "--base_model", str(model_dirs[0]), "--rl_model", str(model_dirs[1]), "--dataset", "toy:easy",
+         "--max_examples", "2", "--num_samples", "2", "--max_new_tokens", "6", "--output_dir", str(tmp_path),
+         "--no_plots", "--device", "cpu", "--chat"]
+    )  # fmt: skip
     assert code == 0
     assert "in 8 responses (4 base, 4 rl)" in capsys.readouterr().out
-    assert json.loads((tmp_path / "analysis.json").read_text())["settings"]["num_prompts"] == 2
+    settings = json.loads((tmp_path / "analysis.json").read_text())["settings"]
+    assert settings["num_prompts"] == 2 and settings["max_new_tokens"] == 6 and settings["top_p"] == 0.7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis.json", "token_values.pt"]
 
 
-def test_missing_file_is_reported(model_dirs, tmp_path):
+def test_missing_model_flags_are_reported(tmp_path, capsys):
+    assert main(["analyze", "--dataset", "toy", "--output_dir", str(tmp_path)]) == 2
+    assert "required: --base_model, --rl_model" in capsys.readouterr().err
+
+
+def test_bad_output_dir_fails_before_any_model_loads(tmp_path):
+    """Defect 9 (analyze): an output dir that is a file, or cannot be created, used to fail after all the compute."""
+    (tmp_path / "taken").write_text("a file")
+    models = ["--base_model", "./no/such/base", "--rl_model", "./no/such/rl", "--dataset", "toy"]
+    with pytest.raises(ValueError, match=r"`output_dir` \(.*taken'\) is a file; give a folder"):
+        main(["analyze", *models, "--output_dir", str(tmp_path / "taken")])
+    with pytest.raises(ValueError, match=r"`output_dir` \(.*taken/sub'\) cannot be created"):
+        main(["analyze", *models, "--output_dir", str(tmp_path / "taken" / "sub")])
+
+
+def test_missing_column_is_reported_before_any_model_loads(response_file, tmp_path):
+    models = ["--base_model", "./no/such/base", "--rl_model", "./no/such/rl", "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(
+        ValueError, match=r"has no column 'answer' \(its columns: \['prompt', 'response', 'source'\]\)"
+    ):
+        main(["analyze", *models, "--dataset", str(response_file), "--response_column", "answer"])
+    with pytest.raises(ValueError, match="has no column 'problem'"):
+        main(["analyze", *models, "--dataset", str(response_file), "--prompt_column", "problem"])
+    with pytest.raises(FileNotFoundError, match="`base_model`: the local path './no/such/base' does not exist"):
+        main(["analyze", *models, "--dataset", str(response_file)])
+
+
+def test_bad_data_files_are_named(model_dirs, tmp_path):
+    models = ["--base_model", str(model_dirs[0]), "--rl_model", str(model_dirs[1]), "--output-dir", str(tmp_path)]
     with pytest.raises(FileNotFoundError, match="Dataset file .*nope.jsonl' does not exist"):
-        main(
-            [
-                "analyze",
-                "--base",
-                str(model_dirs[0]),
-                "--rl",
-                str(model_dirs[1]),
-                "--dataset",
-                str(tmp_path / "nope.jsonl"),
-                "--output-dir",
-                str(tmp_path),
-            ]
-        )
+        main(["analyze", *models, "--dataset", str(tmp_path / "nope.jsonl")])
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match="Dataset file .*empty.jsonl' is empty"):
+        main(["analyze", *models, "--dataset", str(tmp_path / "empty.jsonl")])
+    (tmp_path / "broken.json").write_text('{"prompt": ')
+    with pytest.raises(ValueError, match="Dataset file .*broken.json' is not valid JSON"):
+        main(["analyze", *models, "--dataset", str(tmp_path / "broken.json")])

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_dlp.analysis import METRIC_NAMES, check_same_vocabulary, common_vocab_size, compute_token_metrics
+from hf_dlp.analysis import METRIC_NAMES, compute_token_metrics
+from hf_dlp.model_pair import check_same_vocabulary
 from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
 
 TEXTS = ["Q: 3+4?\nA: 7", "Q: 12-5?\nA: The answer is 7.", "Q: 9+9?\nA: 18!"]
@@ -49,7 +51,7 @@ def _batch(tokenizer, padding_side: str):
     for row, prompt_length in enumerate(PROMPT_LENGTHS):
         real = batch.attention_mask[row].nonzero().flatten()
         completion[row, real[prompt_length:]] = 1
-    return batch.input_ids, batch.attention_mask, completion
+    return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "completion_mask": completion}
 
 
 def _reference(base, rl, input_ids, attention_mask, completion_mask, vocab: int) -> dict[str, torch.Tensor]:
@@ -80,8 +82,9 @@ def _reference(base, rl, input_ids, attention_mask, completion_mask, vocab: int)
 @pytest.mark.parametrize("padding_side", ["left", "right"])
 def test_matches_reference_float32(model_pair, char_tokenizer, padding_side):
     base, rl = model_pair
-    input_ids, attention_mask, completion = _batch(char_tokenizer, padding_side)
-    metrics = compute_token_metrics(base, rl, input_ids, attention_mask, completion, vocab_size=len(char_tokenizer))
+    inputs = _batch(char_tokenizer, padding_side)
+    input_ids, attention_mask, completion = inputs.values()
+    metrics = compute_token_metrics(base_model=base, rl_model=rl, **inputs, tokenizer=char_tokenizer)
     reference = _reference(base, rl, input_ids, attention_mask, completion, len(char_tokenizer))
     assert torch.equal(metrics.mask, completion.bool())
     for name in METRIC_NAMES:
@@ -90,33 +93,49 @@ def test_matches_reference_float32(model_pair, char_tokenizer, padding_side):
     assert (metrics.kl_rl_base[metrics.mask] >= -1e-6).all() and (metrics.kl_base_rl[metrics.mask] >= -1e-6).all()
 
 
-def test_default_vocab_is_smaller_output_layer(model_pair, char_tokenizer):
-    base, rl = model_pair
-    input_ids, attention_mask, completion = _batch(char_tokenizer, "left")
-    assert common_vocab_size(base, rl) == len(char_tokenizer)
-    default = compute_token_metrics(base, rl, input_ids, attention_mask, completion)
-    explicit = compute_token_metrics(base, rl, input_ids, attention_mask, completion, vocab_size=len(char_tokenizer))
+def test_tokenizer_says_which_ids_are_real(model_pair, char_tokenizer):
+    base, rl = model_pair  # 106 and 130 output rows
+    inputs = _batch(char_tokenizer, "left")
+    with_tokenizer = compute_token_metrics(base_model=base, rl_model=rl, **inputs, tokenizer=char_tokenizer)
+    explicit = compute_token_metrics(base_model=base, rl_model=rl, **inputs, vocab_size=len(char_tokenizer))
     for name in METRIC_NAMES:
-        torch.testing.assert_close(default[name], explicit[name], atol=0, rtol=0)
+        torch.testing.assert_close(with_tokenizer[name], explicit[name], atol=0, rtol=0)
+
+
+def test_differing_heads_without_tokenizer_are_refused(char_tokenizer):
+    """Defect 1 (analysis): two padded heads (128 and 130 rows over a 106-token tokenizer) used to be scored over the
+    first min(128, 130) ids, 22 padding rows included; nothing says which ids are real, so it is refused."""
+    base = build_tiny_causal_lm(size="nano", vocab_size=128)
+    rl = build_tiny_causal_lm(size="nano", vocab_size=130, seed=1)
+    ids = torch.tensor([[7, 8, 9, 10]])
+    with pytest.raises(ValueError, match=r"differ \(128 and 130 rows\).*pass `tokenizer=` or `vocab_size=`"):
+        compute_token_metrics(base_model=base, rl_model=rl, input_ids=ids)
+    metrics = compute_token_metrics(base_model=base, rl_model=rl, input_ids=ids, tokenizer=char_tokenizer)
+    with torch.no_grad():
+        real = torch.distributions.Categorical(logits=base(ids).logits[0, :-1, : len(char_tokenizer)])
+    torch.testing.assert_close(metrics.base_entropy[0, 1:], real.entropy(), atol=1e-5, rtol=1e-5)
+    same = build_tiny_causal_lm(size="nano", vocab_size=128, seed=1)  # equal heads: all rows scored, as given
+    assert compute_token_metrics(base_model=base, rl_model=same, input_ids=ids).mask.sum() == 3
 
 
 @pytest.mark.parametrize("top_k", [None, 5])
 def test_chunked_equals_unchunked(model_pair, char_tokenizer, top_k):
-    base, rl = model_pair
-    input_ids, attention_mask, completion = _batch(char_tokenizer, "left")
-    whole = compute_token_metrics(base, rl, input_ids, attention_mask, completion, top_k=top_k, chunk_size=10_000)
-    chunked = compute_token_metrics(base, rl, input_ids, attention_mask, completion, top_k=top_k, chunk_size=3)
+    pair = {"base_model": model_pair[0], "rl_model": model_pair[1], "tokenizer": char_tokenizer}
+    inputs = _batch(char_tokenizer, "left")
+    whole = compute_token_metrics(**pair, **inputs, logprobs_top_k=top_k, chunk_size=10_000)
+    chunked = compute_token_metrics(**pair, **inputs, logprobs_top_k=top_k, chunk_size=3)
     for name in METRIC_NAMES:
         torch.testing.assert_close(chunked[name], whole[name], atol=1e-6, rtol=1e-6, msg=name)
 
 
 def test_bfloat16_weights(model_pair, char_tokenizer):
     base, rl = (copy.deepcopy(model).to(torch.bfloat16) for model in model_pair)
-    input_ids, attention_mask, completion = _batch(char_tokenizer, "right")
-    metrics = compute_token_metrics(base, rl, input_ids, attention_mask, completion, chunk_size=4)
+    inputs = _batch(char_tokenizer, "right")
+    input_ids, attention_mask, completion = inputs.values()
+    metrics = compute_token_metrics(base_model=base, rl_model=rl, **inputs, tokenizer=char_tokenizer, chunk_size=4)
     assert metrics.delta_logp.dtype == torch.float32
     reference = _reference(base, rl, input_ids, attention_mask, completion, len(char_tokenizer))
-    exact = compute_token_metrics(*model_pair, input_ids, attention_mask, completion)
+    exact = compute_token_metrics(base_model=model_pair[0], rl_model=model_pair[1], **inputs, tokenizer=char_tokenizer)
     for name in METRIC_NAMES:  # bf16 rounding of the weights and activations: looser tolerance
         torch.testing.assert_close(metrics[name], reference[name], atol=5e-2, rtol=5e-2, msg=name)
         torch.testing.assert_close(metrics[name], exact[name], atol=0.15, rtol=0.1, msg=name)
@@ -143,9 +162,10 @@ def _top_k_reference(base_lp: torch.Tensor, rl_lp: torch.Tensor, target: int, k:
 
 def test_top_k_matches_reference(model_pair, char_tokenizer):
     base, rl = model_pair
-    input_ids, attention_mask, completion = _batch(char_tokenizer, "right")
+    inputs = _batch(char_tokenizer, "right")
+    input_ids, attention_mask, completion = inputs.values()
     vocab = len(char_tokenizer)
-    metrics = compute_token_metrics(base, rl, input_ids, attention_mask, completion, top_k=4, vocab_size=vocab)
+    metrics = compute_token_metrics(base_model=base, rl_model=rl, **inputs, logprobs_top_k=4, vocab_size=vocab)
     with torch.no_grad():
         base_lp = F.log_softmax(base(input_ids, attention_mask=attention_mask).logits[..., :vocab], -1)
         rl_lp = F.log_softmax(rl(input_ids, attention_mask=attention_mask).logits[..., :vocab], -1)
@@ -160,9 +180,16 @@ def test_top_k_matches_reference(model_pair, char_tokenizer):
 
 
 def test_top_k_full_vocab_is_exact(model_pair, char_tokenizer):
-    input_ids, attention_mask, completion = _batch(char_tokenizer, "left")
-    exact = compute_token_metrics(*model_pair, input_ids, attention_mask, completion)
-    full = compute_token_metrics(*model_pair, input_ids, attention_mask, completion, top_k=len(char_tokenizer))
+    inputs = _batch(char_tokenizer, "left")
+    input_ids, attention_mask, completion = inputs.values()
+    exact = compute_token_metrics(base_model=model_pair[0], rl_model=model_pair[1], **inputs, tokenizer=char_tokenizer)
+    full = compute_token_metrics(
+        base_model=model_pair[0],
+        rl_model=model_pair[1],
+        **inputs,
+        tokenizer=char_tokenizer,
+        logprobs_top_k=len(char_tokenizer),
+    )
     for name in METRIC_NAMES:
         torch.testing.assert_close(full[name], exact[name], atol=1e-5, rtol=1e-5, msg=name)
 
@@ -171,9 +198,10 @@ def test_fallback_without_decoder_matches(model_pair, char_tokenizer):
     base, rl = model_pair
     opaque = copy.deepcopy(rl)
     opaque.get_decoder = lambda: opaque  # a model that exposes no separate decoder stack: full-logits fallback
-    input_ids, attention_mask, completion = _batch(char_tokenizer, "left")
-    expected = compute_token_metrics(base, rl, input_ids, attention_mask, completion, chunk_size=5)
-    metrics = compute_token_metrics(base, opaque, input_ids, attention_mask, completion, chunk_size=5)
+    inputs = _batch(char_tokenizer, "left")
+    input_ids, attention_mask, completion = inputs.values()
+    expected = compute_token_metrics(base_model=base, rl_model=rl, **inputs, tokenizer=char_tokenizer, chunk_size=5)
+    metrics = compute_token_metrics(base_model=base, rl_model=opaque, **inputs, tokenizer=char_tokenizer, chunk_size=5)
     for name in METRIC_NAMES:
         torch.testing.assert_close(metrics[name], expected[name], atol=1e-6, rtol=1e-6, msg=name)
 
@@ -205,16 +233,20 @@ def test_output_scaling_architectures(char_tokenizer, model_type):
     base = AutoModelForCausalLM.from_config(_tiny_config(model_type)).eval()
     torch.manual_seed(1)
     rl = AutoModelForCausalLM.from_config(_tiny_config(model_type)).eval()
-    input_ids, attention_mask, completion = _batch(char_tokenizer, "right")
-    metrics = compute_token_metrics(base, rl, input_ids, attention_mask, completion)
+    inputs = _batch(char_tokenizer, "right")
+    input_ids, attention_mask, completion = inputs.values()
+    metrics = compute_token_metrics(base_model=base, rl_model=rl, **inputs)
     reference = _reference(base, rl, input_ids, attention_mask, completion, 106)
     for name in METRIC_NAMES:
         torch.testing.assert_close(metrics[name], reference[name], atol=1e-5, rtol=1e-5, msg=name)
 
 
 def test_sequence_mean_and_values(model_pair, char_tokenizer):
-    input_ids, attention_mask, completion = _batch(char_tokenizer, "left")
-    metrics = compute_token_metrics(*model_pair, input_ids, attention_mask, completion)
+    inputs = _batch(char_tokenizer, "left")
+    input_ids, attention_mask, completion = inputs.values()
+    metrics = compute_token_metrics(
+        base_model=model_pair[0], rl_model=model_pair[1], **inputs, tokenizer=char_tokenizer
+    )
     means = metrics.sequence_mean("delta_logp")
     for row in range(len(TEXTS)):
         assert means[row].item() == pytest.approx(metrics.delta_logp[row][metrics.mask[row]].mean().item(), abs=1e-6)
@@ -239,31 +271,73 @@ def test_mismatched_tokenizers_are_refused(char_tokenizer):
     assert check_same_vocabulary(char_tokenizer, extended) == len(char_tokenizer)
 
 
-def test_bad_inputs(model_pair):
+def test_bad_inputs(model_pair, char_tokenizer):
     base, rl = model_pair
+    pair = {"base_model": base, "rl_model": rl}
     ids = torch.tensor([[7, 8, 9, 10]])
     with pytest.raises(ValueError, match=r"`attention_mask` has shape \(1, 3\) but `input_ids` has shape \(1, 4\)"):
-        compute_token_metrics(base, rl, ids, torch.ones(1, 3))
+        compute_token_metrics(**pair, input_ids=ids, attention_mask=torch.ones(1, 3))
     with pytest.raises(ValueError, match=r"`completion_mask` has shape \(2, 4\)"):
-        compute_token_metrics(base, rl, ids, completion_mask=torch.ones(2, 4))
+        compute_token_metrics(**pair, input_ids=ids, completion_mask=torch.ones(2, 4))
     with pytest.raises(ValueError, match="must be a 2-D LongTensor"):
-        compute_token_metrics(base, rl, ids[0])
+        compute_token_metrics(**pair, input_ids=ids[0])
     with pytest.raises(ValueError, match="must be a 2-D LongTensor"):
-        compute_token_metrics(base, rl, ids.float())
+        compute_token_metrics(**pair, input_ids=ids.float())
     with pytest.raises(ValueError, match=r"`input_ids` is empty"):
-        compute_token_metrics(base, rl, torch.zeros(0, 4, dtype=torch.long))
+        compute_token_metrics(**pair, input_ids=torch.zeros(0, 4, dtype=torch.long))
     with pytest.raises(TypeError, match="`completion_mask` must be a torch.Tensor, got list"):
-        compute_token_metrics(base, rl, ids, completion_mask=[[1, 1, 1, 1]])
+        compute_token_metrics(**pair, input_ids=ids, completion_mask=[[1, 1, 1, 1]])
     with pytest.raises(ValueError, match=r"Rows \[1\] of `completion_mask` select no response token"):
-        compute_token_metrics(base, rl, ids.repeat(2, 1), completion_mask=torch.tensor([[0, 0, 1, 1], [1, 0, 0, 0]]))
-    with pytest.raises(ValueError, match=r"`top_k` must be None .* in \[1, 106\], got 0"):
-        compute_token_metrics(base, rl, ids, top_k=0)
-    with pytest.raises(ValueError, match="`chunk_size` must be a positive integer .* got 0"):
-        compute_token_metrics(base, rl, ids, chunk_size=0)
-    with pytest.raises(ValueError, match=r"`vocab_size` must be an integer between 1 and .* \(106 rows.*got 200"):
-        compute_token_metrics(base, rl, ids, vocab_size=200)
+        completion = torch.tensor([[0, 0, 1, 1], [1, 0, 0, 0]])
+        compute_token_metrics(**pair, input_ids=ids.repeat(2, 1), completion_mask=completion, tokenizer=char_tokenizer)
+    scored = {**pair, "input_ids": ids, "tokenizer": char_tokenizer}
+    with pytest.raises(ValueError, match=r"`logprobs_top_k` must be an integer >= 1, got 0"):
+        compute_token_metrics(**scored, logprobs_top_k=0)
+    with pytest.raises(ValueError, match=r"`logprobs_top_k` must be an integer <= 106, got 107"):
+        compute_token_metrics(**scored, logprobs_top_k=107)
+    with pytest.raises(ValueError, match="`chunk_size` must be an integer >= 1, got 0"):
+        compute_token_metrics(**scored, chunk_size=0)
+    with pytest.raises(ValueError, match=r"`vocab_size` must be an integer <= 106, got 200.*106 and 130 output rows"):
+        compute_token_metrics(**pair, input_ids=ids, vocab_size=200)
     with pytest.raises(ValueError, match=r"token id 120, outside the scored vocabulary \(106 ids"):
-        compute_token_metrics(base, rl, torch.tensor([[7, 120]]))
+        compute_token_metrics(**pair, input_ids=torch.tensor([[7, 120]]), tokenizer=char_tokenizer)
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['topk'\]"):
+        compute_token_metrics(**scored, topk=5)
+
+
+def test_numpy_and_tensor_scalars_are_accepted(model_pair, char_tokenizer):
+    inputs = {**_batch(char_tokenizer, "left"), "tokenizer": char_tokenizer}
+    pair = {"base_model": model_pair[0], "rl_model": model_pair[1]}
+    plain = compute_token_metrics(**pair, **inputs, logprobs_top_k=5, chunk_size=3)
+    scalars = compute_token_metrics(**pair, **inputs, logprobs_top_k=np.int64(5), chunk_size=torch.tensor(3))
+    torch.testing.assert_close(scalars.delta_logp, plain.delta_logp, atol=0, rtol=0)
+
+
+def test_old_positional_call_and_top_k_still_work_with_a_warning(model_pair, char_tokenizer):
+    base, rl = model_pair
+    input_ids, attention_mask, completion = _batch(char_tokenizer, "left").values()
+    new = compute_token_metrics(
+        base_model=base,
+        rl_model=rl,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        completion_mask=completion,
+        logprobs_top_k=5,
+        vocab_size=len(char_tokenizer),
+    )
+    with pytest.warns(FutureWarning, match=r"base_model, rl_model, input_ids.* by position is deprecated.*0\.3\.0"):
+        old = compute_token_metrics(
+            base, rl, input_ids, attention_mask, completion, vocab_size=len(char_tokenizer), logprobs_top_k=5
+        )
+    with pytest.warns(FutureWarning, match="`top_k` is deprecated .* use `logprobs_top_k` instead"):
+        renamed = compute_token_metrics(
+            base_model=base, rl_model=rl, **_batch(char_tokenizer, "left"), top_k=5, vocab_size=len(char_tokenizer)
+        )
+    for name in METRIC_NAMES:
+        torch.testing.assert_close(old[name], new[name], atol=0, rtol=0)
+        torch.testing.assert_close(renamed[name], new[name], atol=0, rtol=0)
+    with pytest.raises(TypeError, match="got both `top_k` \\(deprecated\\) and `logprobs_top_k`"):
+        compute_token_metrics(base_model=base, rl_model=rl, input_ids=input_ids, top_k=5, logprobs_top_k=4)
 
 
 def test_minus_infinity_logits_give_finite_metrics():
@@ -328,6 +402,8 @@ def test_peak_memory_is_bounded_by_the_chunk(char_tokenizer):
     existing = [*base.parameters(), *base.buffers(), *rl.parameters(), *rl.buffers(), input_ids]
     with torch.inference_mode():
         plain = _peak_new_tensor_bytes(lambda: (base(input_ids).logits, rl(input_ids).logits), existing)
-    chunked = _peak_new_tensor_bytes(lambda: compute_token_metrics(base, rl, input_ids, chunk_size=8), existing)
+    chunked = _peak_new_tensor_bytes(
+        lambda: compute_token_metrics(base_model=base, rl_model=rl, input_ids=input_ids, chunk_size=8), existing
+    )
     assert plain >= 2 * one_logits
     assert chunked < 0.5 * one_logits  # four (8, V) float32 chunks (0.5 MiB) plus activations

@@ -53,8 +53,11 @@ def test_stats_bad_inputs():
         summarize([1.0], quantiles=(1.5,))
     with pytest.raises(ValueError, match=r"`positive` must be one-dimensional, got shape \(1, 2\)"):
         auroc([[1.0, 2.0]], [1.0])
-    with pytest.raises(ValueError, match="`bins` must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="`bins` must be an integer >= 1, got 0"):
         overlap_coefficient([1.0], [2.0], bins=0)
+    assert overlap_coefficient([0.0, 1.0], [1.0, 2.0], bins=np.int64(2)) == overlap_coefficient(
+        [0.0, 1.0], [1.0, 2.0], 2
+    )
 
 
 def _synthetic_report(num_responses: int = 40, tokens: int = 30) -> AnalysisReport:
@@ -149,9 +152,32 @@ def test_plot_layout_and_writing(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing written without a path
     plot_metric_histograms(report, ["delta_logp"], sources=["rl"], bins=10, path=tmp_path / "sub" / "d.png")
     assert (tmp_path / "sub" / "d.png").exists()
-    with pytest.raises(ValueError, match=r"`metrics` must be a non-empty list of names .* got \['entropy'\]"):
+    with pytest.raises(ValueError, match=r"`metrics` holds unknown names \['entropy'\]; choose from"):
         plot_metric_histograms(report, ["entropy"])
+    with pytest.raises(ValueError, match="`metrics` must be a list of metric names, got the string 'delta_logp'"):
+        plot_metric_histograms(report, "delta_logp")
+    with pytest.raises(ValueError, match="`sources` must be a list of sources, got the string 'rl'"):
+        plot_metric_histograms(report, sources="rl")
     with pytest.raises(ValueError, match=r"`sources` \['sft'\] wrote no response"):
         plot_metric_histograms(report, sources=["sft"])
-    with pytest.raises(ValueError, match="`bins` must be a positive integer, got -1"):
+    with pytest.raises(ValueError, match="`bins` must be an integer >= 1, got -1"):
         plot_metric_histograms(report, bins=-1)
+    with pytest.raises(ValueError, match="`directory` .* is a file; give a folder"):
+        report.save(tmp_path / "sub" / "d.png")
+
+
+def test_plots_leave_matplotlib_global_state_alone(tmp_path, monkeypatch):
+    """Saving a report's figures never imports pyplot nor switches the backend (safe inside notebooks and apps)."""
+    import sys
+
+    import matplotlib
+
+    def switch(*args, **kwargs):
+        raise AssertionError("the global matplotlib backend was switched")
+
+    backend = matplotlib.rcParams._get_backend_or_none()
+    monkeypatch.setattr(matplotlib, "use", switch)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # any `import matplotlib.pyplot` now fails
+    _synthetic_report(4, 3).save(tmp_path)
+    assert (tmp_path / "fig1b_histograms.png").read_bytes()[:4] == b"\x89PNG"
+    assert matplotlib.rcParams._get_backend_or_none() == backend

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 
 import pytest
 import torch
@@ -23,7 +24,7 @@ from hf_dlp.extrapolation import (
     ExtrapolationConfig,
     ExtrapolationLogitsProcessor,
     adapter_disabled_view,
-    check_extrapolation_arguments,
+    check_transformers_compatibility,
     disable_extrapolation,
     enable_extrapolation,
     export_custom_generate,
@@ -32,7 +33,6 @@ from hf_dlp.extrapolation import (
 from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
 
 PROMPTS = ["Q: 12 + 7?\nA: ", "Q: 3-1?", "Compute 100 + 250 please.\n"]
-
 
 
 def peaked_model(seed: int):
@@ -60,24 +60,136 @@ def batch(tok):
     return tok(PROMPTS, return_tensors="pt", padding=True)
 
 
-# --- argument validation --------------------------------------------------------------------------------------------
+# --- argument validation: once, in ExtrapolationConfig ---------------------------------------------------------------
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"gamma": -0.1}, r"`gamma` must be a finite number >= 0.*-0.1"),
+        ({"gamma": -0.1}, r"`gamma` must be a number >= 0.0, got -0.1"),
         ({"gamma": float("nan")}, r"`gamma` must be a finite number"),
+        ({"gamma": 1e39}, r"`gamma` must be a number <= 10000.0"),
+        ({"gamma": "0.1"}, r"`gamma` must be a number, got '0.1' \(str\)"),
         ({"selection": "magnitude"}, r"`selection` must be one of .*'magnitude'"),
         ({"selection": "all", "tau": -0.3}, r"`selection='all'` .* takes no threshold; got `tau=-0.3`"),
-        ({"selection": "delta_logp"}, r"needs a threshold `tau` .*-0.35"),
+        ({"selection": "delta_logp", "tau": None}, r"needs a threshold `tau` .*-0.35"),
         ({"selection": "entropy", "tau": -1.0}, r"score is never negative; got `tau=-1.0`. Use `tau >= 0`"),
         ({"selection": "random", "tau": 1.5}, r"selection probability; got `tau=1.5`"),
-        ({"top_k": 0}, r"`top_k` must be a positive integer .* got 0"),
+        ({"candidate_top_k": 0}, r"`candidate_top_k` must be an integer >= 1, got 0"),
+        ({"top_p": 0.0}, r"`top_p` must be a number > 0.0"),
+        ({"temperature": 0.0}, r"`temperature` must be a number > 0.0.*do_sample=False"),
+        ({"generator": "critic"}, r"`generator` must be one of \('rl', 'base'\)"),
     ],
 )
-def test_invalid_arguments_raise(kwargs, match):
-    arguments = {"gamma": 0.1, "selection": "all", "tau": None, "top_k": None, **kwargs}
+def test_invalid_settings_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        check_extrapolation_arguments(**arguments)
+        ExtrapolationConfig(**kwargs)
+
+
+@pytest.mark.parametrize("entry", ["processor", "wrapper", "enable"])
+def test_every_entry_point_validates_through_the_config(pair, batch, entry):
+    rl, base = pair
+    with pytest.raises(ValueError, match=r"`gamma` must be a number <= 10000.0"):
+        if entry == "processor":
+            ExtrapolationLogitsProcessor(base_model=base, gamma=1e39)
+        elif entry == "wrapper":
+            generate_with_extrapolation(rl, base_model=base, config=ExtrapolationConfig(), gamma=1e39, **batch)
+        else:
+            enable_extrapolation(copy.deepcopy(rl), base_model=base, gamma=1e39)
+
+
+def test_numpy_and_tensor_scalars_are_accepted():
+    import numpy as np
+
+    config = ExtrapolationConfig(gamma=np.float32(0.5), tau=torch.tensor(-0.25), candidate_top_k=np.int64(5))
+    assert (config.gamma, config.tau, config.candidate_top_k) == (0.5, -0.25, 5)
+    assert type(config.gamma) is float and type(config.candidate_top_k) is int
+
+
+def test_unknown_override_is_refused(pair):
+    _, base = pair
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['gama'\]"):
+        ExtrapolationLogitsProcessor(base_model=base, gama=0.1)
+    with pytest.raises(TypeError, match=r"has no field\(s\) \['gama'\]"):
+        ExtrapolationConfig().with_overrides(gama=0.1)
+
+
+def test_generator_role_must_match_the_model_given(pair):
+    rl, base = pair
+    with pytest.raises(ValueError, match=r"`generator='base'` in the config, but `base_model=` was given"):
+        ExtrapolationLogitsProcessor(base_model=base, config=ExtrapolationConfig(generator="base"))
+    ExtrapolationLogitsProcessor(rl_model=rl, config=ExtrapolationConfig(generator="base"))
+
+
+# --- the candidate-set rename: top_k -> candidate_top_k -------------------------------------------------------------
+def test_top_k_keyword_is_still_the_candidate_set_with_a_future_warning(pair, batch):
+    rl, base = pair
+    kwargs = dict(base_model=base, gamma=0.5, tau=2.0, **batch, max_new_tokens=6, do_sample=False)
+    expected = generate_with_extrapolation(rl, candidate_top_k=3, **kwargs)
+    with pytest.warns(FutureWarning, match=r"`top_k` is deprecated .* 0.3.0; use `candidate_top_k`"):
+        old = generate_with_extrapolation(rl, top_k=3, **kwargs)
+    assert torch.equal(old, expected)
+    assert not torch.equal(expected, generate_with_extrapolation(rl, candidate_top_k=None, **kwargs))
+    with pytest.warns(FutureWarning, match="use `candidate_top_k`"):
+        assert ExtrapolationConfig(top_k=7).candidate_top_k == 7
+    with pytest.raises(TypeError, match="got both `top_k`"):
+        generate_with_extrapolation(rl, top_k=3, candidate_top_k=3, **kwargs)
+
+
+def test_generates_own_top_k_goes_in_the_generation_config(pair, batch):
+    rl, base = pair
+    config = GenerationConfig(do_sample=True, top_k=3, max_new_tokens=8)
+    never = ExtrapolationConfig(gamma=0.5, tau=-1e9, candidate_top_k=50)
+    torch.manual_seed(4)
+    plain = rl.generate(**batch, generation_config=config)
+    torch.manual_seed(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        ours = generate_with_extrapolation(rl, base_model=base, config=never, **batch, generation_config=config)
+    assert torch.equal(plain, ours)
+
+
+def test_config_files_of_hf_dlp_0_1_load():
+    old = {
+        "base_model_name_or_path": "b",
+        "gamma": 0.2,
+        "selection": "delta_logp",
+        "tau": -0.3,
+        "top_k": 20,
+        "top_p": 0.7,
+        "temperature": 1.0,
+        "generator": "rl",
+        "hf_dlp_version": "0.1.0",
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ExtrapolationConfig.from_dict(old).candidate_top_k == 20
+
+
+# --- the cache argument and the private transformers pieces ---------------------------------------------------------
+def test_no_past_key_values_deprecation_warning(pair, batch, monkeypatch):
+    from transformers.utils import generic
+
+    rl, base = pair
+    logged = []
+    monkeypatch.setattr(generic.logger, "warning_once", lambda message, *args, **kwargs: logged.append(message))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generate_with_extrapolation(rl, base_model=base, gamma=0.5, tau=2.0, **batch, max_new_tokens=4)
+    messages = [str(w.message) for w in caught] + [str(m) for m in logged]
+    assert not [m for m in messages if "past_key_values" in m], messages
+
+
+def test_transformers_compatibility_check(monkeypatch):
+    check_transformers_compatibility()
+    uncached = check_transformers_compatibility.__wrapped__  # the check itself, without the once-per-process cache
+    # The module objects the check reads (another test may have re-imported transformers in `sys.modules`).
+    transformers, GenerationMixin = (uncached.__globals__[name] for name in ("transformers", "GenerationMixin"))
+    monkeypatch.setattr(transformers, "__version__", "9.0.0")
+    with pytest.raises(RuntimeError, match=r"transformers 9.0.0 is outside the tested range >=5.24,<5.25"):
+        uncached()
+    monkeypatch.undo()
+    monkeypatch.delattr(GenerationMixin, "_get_logits_processor")
+    with pytest.raises(RuntimeError, match=r"`GenerationMixin._get_logits_processor` is gone"):
+        uncached()
 
 
 def test_processor_needs_exactly_one_other_model(pair):
@@ -90,7 +202,7 @@ def test_processor_needs_exactly_one_other_model(pair):
 
 def test_processor_checks_masks(pair, batch):
     _, base = pair
-    with pytest.raises(ValueError, match="padding on the right"):
+    with pytest.raises(ValueError, match="right padded"):
         ExtrapolationLogitsProcessor(base_model=base, prompt_attention_mask=batch.attention_mask.flip(-1))
     with pytest.raises(ValueError, match=r"must be \(batch, prompt_len\)"):
         ExtrapolationLogitsProcessor(base_model=base, prompt_attention_mask=batch.attention_mask[0])
@@ -161,7 +273,7 @@ def test_missing_prompts_or_other_model_raise(pair, batch):
 def test_enable_extrapolation_makes_plain_generate_extrapolate(pair, batch):
     rl, base = pair
     rl = copy.deepcopy(rl)
-    settings = dict(gamma=0.5, selection="delta_logp", tau=2.0, top_k=5)
+    settings = dict(gamma=0.5, selection="delta_logp", tau=2.0, candidate_top_k=5)
     expected, stats = generate_with_extrapolation(
         rl, base_model=base, **settings, **batch, max_new_tokens=8, do_sample=False, return_stats=True
     )
@@ -174,7 +286,7 @@ def test_enable_extrapolation_makes_plain_generate_extrapolate(pair, batch):
     assert torch.equal(rl.generate(**batch, max_new_tokens=8, do_sample=False), plain)
     with pytest.raises(ValueError, match="`return_stats` is not an option"):
         enable_extrapolation(rl, base_model=base, return_stats=True)
-    with pytest.raises(ValueError, match="needs a threshold `tau`"):
+    with pytest.raises(ValueError, match="Use `tau >= 0`"):
         enable_extrapolation(rl, base_model=base, selection="kl")
 
 
@@ -201,7 +313,7 @@ def test_lora_adapter_disabled_path_equals_two_model_path(lora_pair, batch):
         gamma=0.5,
         selection="delta_logp",
         tau=1.0,
-        top_k=10,
+        candidate_top_k=10,
         **batch,
         max_new_tokens=8,
         do_sample=False,
@@ -222,7 +334,14 @@ def test_lora_adapter_disabled_path_equals_two_model_path(lora_pair, batch):
 def test_lora_one_forward_equals_two_calls(lora_pair, batch, selection, tau, sampling):
     lora, _ = lora_pair
     settings = dict(
-        gamma=0.5, selection=selection, tau=tau, top_k=10, **batch, max_new_tokens=8, return_stats=True, **sampling
+        gamma=0.5,
+        selection=selection,
+        tau=tau,
+        candidate_top_k=10,
+        **batch,
+        max_new_tokens=8,
+        return_stats=True,
+        **sampling,
     )
     torch.manual_seed(11)
     two_calls, two_stats = generate_with_extrapolation(lora, **settings)
@@ -255,7 +374,9 @@ def test_adapter_disabled_view_rejects_plain_models(pair):
 
 # --- ExtrapolationConfig --------------------------------------------------------------------------------------------
 def test_config_round_trip_and_version(tmp_path):
-    config = ExtrapolationConfig(base_model_name_or_path="Qwen/Qwen3-14B-Base", gamma=0.1, tau=-0.35, top_k=50)
+    config = ExtrapolationConfig(
+        base_model_name_or_path="Qwen/Qwen3-14B-Base", gamma=0.1, tau=-0.35, candidate_top_k=40
+    )
     file = config.save_pretrained(tmp_path / "checkpoint")
     data = json.loads(file.read_text())
     assert file.name == CONFIG_NAME and "hf_dlp_version" in data
@@ -265,20 +386,6 @@ def test_config_round_trip_and_version(tmp_path):
         assert ExtrapolationConfig.from_dict({**data, "future_option": 1}) == config
     assert ExtrapolationConfig(selection="all").tau is None
     assert ExtrapolationConfig(tau="none", selection="all").tau is None
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        ({"top_p": 0.0}, r"`top_p` must be in \(0, 1\]"),
-        ({"temperature": 0.0}, "`temperature` must be > 0"),
-        ({"generator": "critic"}, r"`generator` must be one of \('rl', 'base'\)"),
-        ({"selection": "kl", "tau": -1.0}, "Use `tau >= 0`"),
-    ],
-)
-def test_config_validation(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        ExtrapolationConfig(**kwargs)
 
 
 def test_config_from_missing_folder_raises(tmp_path):
@@ -293,7 +400,7 @@ def test_exported_custom_generate_loads_from_a_local_folder(tmp_path, pair, tok,
     rl_folder = tmp_path / "rl"
     rl.save_pretrained(rl_folder)
     tok.save_pretrained(rl_folder)
-    config = ExtrapolationConfig(base_model_name_or_path=str(tmp_path / "base"), gamma=0.5, tau=2.0, top_k=5)
+    config = ExtrapolationConfig(base_model_name_or_path=str(tmp_path / "base"), gamma=0.5, tau=2.0, candidate_top_k=5)
     script = export_custom_generate(rl_folder, config)
     assert script.relative_to(rl_folder).as_posix() == "custom_generate/generate.py"
     loaded = AutoModelForCausalLM.from_pretrained(rl_folder)
@@ -350,3 +457,26 @@ def test_selective_processor_without_generation_config_warns(pair):
     _, base = pair
     with pytest.warns(UserWarning, match="No `generation_config` given: candidates are drawn greedily"):
         ExtrapolationLogitsProcessor(base_model=base, gamma=0.1, selection="delta_logp", tau=-0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ExtrapolationLogitsProcessor(base_model=base, gamma=0.1, selection="all")
+
+
+def test_exported_custom_generate_takes_the_config_and_overrides(tmp_path, pair, tok, batch):
+    rl, base = pair
+    folder = tmp_path / "rl"
+    rl.save_pretrained(folder)
+    export_custom_generate(folder, ExtrapolationConfig(gamma=0.5, tau=2.0, candidate_top_k=5))
+    loaded = AutoModelForCausalLM.from_pretrained(folder)
+    common = dict(**batch, max_new_tokens=6, do_sample=False)
+    remote = dict(custom_generate=str(folder), trust_remote_code=True, base_model=base, **common)
+    expected = generate_with_extrapolation(loaded, base_model=base, gamma=0.5, tau=2.0, candidate_top_k=3, **common)
+    assert torch.equal(loaded.generate(**remote, candidate_top_k=3), expected)
+    with pytest.warns(FutureWarning, match="use `candidate_top_k`"):
+        assert torch.equal(loaded.generate(**remote, top_k=3), expected)
+    given = ExtrapolationConfig(gamma=0.5, tau=2.0, candidate_top_k=3)
+    assert torch.equal(loaded.generate(**remote, extrapolation_config=given), expected)
+    with pytest.raises(ValueError, match=r"`gamma` must be a number <= 10000.0"):
+        loaded.generate(**remote, gamma=1e39)
+    requirements = (folder / "custom_generate" / "requirements.txt").read_text()
+    assert "transformers>=5.24,<5.25" in requirements

@@ -20,7 +20,7 @@ def test_dataset_spec_errors(tmp_path):
     (tmp_path / "rows.txt").write_text("x")
     with pytest.raises(ValueError, match="Unsupported dataset file"):
         load_dataset_spec(str(tmp_path / "rows.txt"))
-    with pytest.raises(ValueError, match="`limit` must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="`limit` must be an integer >= 1, got 0"):
         load_dataset_spec("toy", limit=0)
 
 

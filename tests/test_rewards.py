@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 
 from hf_dlp.rewards import (
     accuracy_reward,
+    check_reward_columns,
     format_reward,
     get_reward_function,
     is_correct,
@@ -61,6 +63,18 @@ def test_reward_errors_are_clear():
         get_reward_function("acc")
     with pytest.raises(TypeError, match="completion must be"):
         format_reward([42])
+
+
+def test_reward_columns_are_checked_up_front():
+    assert accuracy_reward.ground_truth_columns == ("answer", "solution")
+    check_reward_columns(accuracy_reward, ["prompt", "solution"])
+    check_reward_columns(format_reward, ["prompt"])  # declares no ground truth: nothing to check
+    custom = make_accuracy_reward(answer_column="gold")
+    with pytest.raises(ValueError, match="none of `gold`, `answer`, `solution` was passed"):
+        check_reward_columns(custom, ["prompt", "question"])
+    assert make_accuracy_reward(correct=np.float64(1.0), incorrect=np.int64(-1))(["\\boxed{2}"], answer=["3"]) == [
+        -1.0
+    ]
 
 
 def test_format_reward():

@@ -135,9 +135,30 @@ def test_base_model_maker_is_deterministic_and_cached(tmp_path, monkeypatch):
         BaseModelSettings(wrong_answer_share=1.5)
 
 
+def test_settings_accept_numpy_scalars_and_keep_their_cache_key():
+    import numpy as np
+
+    plain = BaseModelSettings(size="nano", max_steps=3, learning_rate=0.01)
+    scalars = BaseModelSettings(size="nano", max_steps=np.int64(3), learning_rate=np.float64(0.01))
+    assert scalars == plain and scalars.cache_key() == plain.cache_key()
+    assert BaseModelSettings().cache_key() == "7a710c0bd7e7db99"  # the cached default base model stays valid
+    with pytest.raises(ValueError, match="`max_steps` must be an integer, got '3' \\(str\\)"):
+        BaseModelSettings(max_steps="3")
+    with pytest.raises(ValueError, match="`size` must be one of \\('nano', 'micro', 'small'\\), got 'huge'"):
+        BaseModelSettings(size="huge")
+
+
+def test_toy_settings_import_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, hf_dlp.toy.settings; assert 'torch' not in sys.modules and 'datasets' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_toy_base_model_is_right_sometimes_but_not_mostly(toy_base_model):
     model, tokenizer = toy_base_model
     dataset = make_arithmetic_dataset(level="easy", num_examples=64, seed=1234)
-    result = evaluate_model(model, tokenizer, dataset, num_samples=4, max_new_tokens=48, progress=False)
+    result = evaluate_model(model, tokenizer, dataset, num_samples=4, max_new_tokens=48, top_p=1.0, progress=False)
     assert 0.10 <= result.avg_at_k <= 0.40, result.avg_at_k
     assert result.pass_at_k[4] > result.avg_at_k  # the samples disagree: RL has something to sharpen

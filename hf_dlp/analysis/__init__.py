@@ -1,21 +1,33 @@
 """Identify: where and how an RLVR model differs from its base model, token by token (paper sections 1 and 5).
 
 - `metrics`: `compute_token_metrics` teacher-forces both models and returns Δlog p, entropies and KLs per token;
-- `vocab`: tokenizer and output-layer compatibility checks;
 - `stats`: matplotlib-free summaries (quantiles, sparsity, AUROC, histogram overlap);
 - `report`: `AnalysisReport`, the dataset-level result, saved as JSON + PNG;
 - `plots`: the paper's Fig. 1b histograms;
 - `responses`: `analyze_responses` over a dataset of responses, and `generate_responses` from both models;
-- `pair`: `analyze_model_pair`, from two model names and a prompt set to a report in one call.
+- `pair`: `analyze_model_pair`, from two models (or their names) and a prompt set to a report in one call.
+
+Vocabulary checks and pair loading live in `hf_dlp.model_pair`, prompt rendering and sampling in `hf_dlp.generation`.
 """
 
+from __future__ import annotations
+
+from ..arguments import moved_module
 from .metrics import METRIC_NAMES, TokenMetrics, compute_token_metrics
-from .pair import analyze_model_pair, load_model_pair, load_tokenizer
+from .pair import analyze_model_pair
 from .plots import FIG1B_METRICS, plot_metric_histograms
 from .report import AnalysisReport, concatenate_reports
 from .responses import analyze_responses, generate_responses
 from .stats import auroc, overlap_coefficient, summarize
-from .vocab import check_same_vocabulary, common_vocab_size, output_vocab_size
+
+# Names this package used to re-export; they still resolve from their new modules, with a `FutureWarning`.
+__getattr__ = moved_module(
+    __name__,
+    "hf_dlp.model_pair",
+    "hf_dlp.loading",
+    names=("check_same_vocabulary", "common_vocab_size", "output_vocab_size", "load_model_pair", "load_tokenizer"),
+)
+
 
 __all__ = [
     "FIG1B_METRICS",
@@ -25,14 +37,9 @@ __all__ = [
     "analyze_model_pair",
     "analyze_responses",
     "auroc",
-    "check_same_vocabulary",
-    "common_vocab_size",
     "compute_token_metrics",
     "concatenate_reports",
     "generate_responses",
-    "load_model_pair",
-    "load_tokenizer",
-    "output_vocab_size",
     "overlap_coefficient",
     "plot_metric_histograms",
     "summarize",

@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .vocab import common_vocab_size, output_vocab_size
+from ..arguments import check_number, keyword_only_models, rename_argument
+from ..model_pair import common_vocab_size, output_vocab_size
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 METRIC_NAMES: tuple[str, ...] = (
     "base_logp",
@@ -51,7 +56,8 @@ class TokenMetrics:
     >>> from hf_dlp.toy import build_tiny_causal_lm
     >>> base, rl = build_tiny_causal_lm(size="nano", seed=0), build_tiny_causal_lm(size="nano", seed=1)
     >>> ids = torch.tensor([[7, 8, 9, 10, 11]])
-    >>> metrics = compute_token_metrics(base, rl, ids, completion_mask=torch.tensor([[0, 0, 1, 1, 1]]))
+    >>> metrics = compute_token_metrics(base_model=base, rl_model=rl, input_ids=ids,
+    ...                                 completion_mask=torch.tensor([[0, 0, 1, 1, 1]]))
     >>> metrics.delta_logp.shape, metrics.mask.sum().item(), metrics.values("delta_logp").shape
     (torch.Size([1, 5]), 3, torch.Size([3]))
     >>> torch.allclose(metrics.delta_logp, metrics.rl_logp - metrics.base_logp)
@@ -238,33 +244,83 @@ def _top_k_chunk(base_lp, rl_lp, targets: torch.Tensor, k: int) -> dict[str, tor
     }
 
 
-def _check_options(top_k: int | None, chunk_size: int, vocab_size: int) -> None:
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab_size):
+def _take_logprobs_top_k(logprobs_top_k: Any, kwargs: dict[str, Any], *, where: str) -> Any:
+    """`logprobs_top_k`, or the deprecated `top_k` popped from `kwargs` (with a `FutureWarning`).
+
+    Examples:
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _take_logprobs_top_k(None, {"top_k": 50}, where="compute_token_metrics()")
+    50
+    >>> caught[0].category.__name__
+    'FutureWarning'
+    """
+    if "top_k" not in kwargs:
+        return logprobs_top_k
+    given = {"top_k": kwargs.pop("top_k")}
+    if logprobs_top_k is not None:
+        given["logprobs_top_k"] = logprobs_top_k
+    rename_argument(given, "top_k", "logprobs_top_k", where=where)
+    return given["logprobs_top_k"]
+
+
+def _refuse_unknown_arguments(kwargs: dict[str, Any], where: str) -> None:
+    """Raise the `TypeError` Python raises for keyword arguments a function does not take."""
+    if kwargs:
+        raise TypeError(f"{where} got unexpected keyword arguments {sorted(kwargs)}.")
+
+
+def _check_logprobs_top_k(logprobs_top_k: Any, vocab_size: int | None = None) -> int | None:
+    """`None` (exact) or a whole number of top log-probs in `[1, vocab_size]`."""
+    return check_number(
+        "logprobs_top_k",
+        logprobs_top_k,
+        integer=True,
+        minimum=1,
+        maximum=vocab_size,
+        allow_none=True,
+        hint="Leave it unset for exact metrics on the full vocabulary; the paper's code uses 50.",
+    )
+
+
+def _check_ids(input_ids: torch.Tensor, scored: torch.Tensor, attention: torch.Tensor, vocab: int, models) -> None:
+    """Refuse token ids outside the models' output layers or the scored vocabulary."""
+    heads = [output_vocab_size(model) for model in models]
+    largest_id, largest_target = int(input_ids[attention].max()), int(input_ids[scored].max())
+    if largest_id >= min(heads) or largest_target >= vocab:
         raise ValueError(
-            f"`top_k` must be None (exact, full vocabulary) or an integer in [1, {vocab_size}], got {top_k!r}; "
-            "the paper's code uses 50."
+            f"`input_ids` holds token id {max(largest_id, largest_target)}, outside the scored vocabulary ({vocab} "
+            f"ids; output layers of {heads[0]} and {heads[1]} rows). Tokenize with the models' tokenizer, and pass "
+            "`tokenizer=` (or `vocab_size=len(tokenizer)`)."
         )
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be a positive integer (token positions per chunk), got {chunk_size!r}.")
+    for name, model in zip(("base_model", "rl_model"), models, strict=True):
+        if model.training:
+            warnings.warn(f"`{name}` is in training mode (dropout active); call `.eval()` first.", stacklevel=3)
 
 
+@keyword_only_models("base_model", "rl_model", "input_ids", "attention_mask", "completion_mask")
 @torch.inference_mode()
 def compute_token_metrics(
-    base_model,
-    rl_model,
+    *,
+    base_model: PreTrainedModel,
+    rl_model: PreTrainedModel,
     input_ids: torch.LongTensor,
     attention_mask: torch.Tensor | None = None,
     completion_mask: torch.Tensor | None = None,
-    *,
-    top_k: int | None = None,
+    logprobs_top_k: int | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     vocab_size: int | None = None,
     chunk_size: int | None = None,
+    **deprecated: Any,
 ) -> TokenMetrics:
     """Teacher-force both models on the same sequences and score every completion token.
 
     Left and right padding both work: position ids follow the attention mask, as in `generate`, so a padded row
     gets the values it would get alone. Models may sit on different devices and use any dtype (bf16 included);
-    the outputs are float32 on `input_ids`' device.
+    the outputs are float32 on `input_ids`' device. Every argument is passed by name (positional calls still work
+    until hf_dlp 0.3.0, with a `FutureWarning`).
 
     Args:
         base_model (`PreTrainedModel`): the base policy π_base.
@@ -274,12 +330,16 @@ def compute_token_metrics(
             Defaults to all ones.
         completion_mask (`torch.Tensor` of the same shape, *optional*): 1 on the response tokens to score.
             Defaults to `attention_mask` (every token but the first). Every row must select a token.
-        top_k (`int`, *optional*): if set, reproduce the paper code's vLLM approximation with `logprobs=top_k`:
-            a token's log-prob is its exact value when it is in that model's top-k, else the k-th best log-prob;
-            entropies and KLs use each model's top-k renormalised with logsumexp, and in KL(P‖Q) the ids of P's
-            top-k missing from Q's top-k take Q's smallest renormalised value. `None` (default) is exact.
-        vocab_size (`int`, *optional*): ids kept from the output layers, e.g. `len(tokenizer)` to drop padding
-            rows. Defaults to the smaller output layer of the two models.
+        logprobs_top_k (`int`, *optional*): if set, reproduce the paper code's vLLM approximation with
+            `logprobs=logprobs_top_k`: a token's log-prob is its exact value when it is in that model's top-k, else
+            the k-th best log-prob; entropies and KLs use each model's top-k renormalised with logsumexp, and in
+            KL(P‖Q) the ids of P's top-k missing from Q's top-k take Q's smallest renormalised value. `None`
+            (default) is exact. Formerly `top_k` (deprecated, removed in hf_dlp 0.3.0).
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): the models' tokenizer; `len(tokenizer)` says which ids
+            are real (the rows beyond it are padding) when `vocab_size` is not given.
+        vocab_size (`int`, *optional*): ids kept from the output layers, e.g. `len(tokenizer)`. Without it and
+            without `tokenizer`, both output layers must have the same width: when they differ, some rows are
+            padding and nothing says which, so a `ValueError` asks for one of the two.
         chunk_size (`int`, *optional*): scored positions per chunk; the peak working memory is about
             `4 × chunk_size × vocab_size × 4 bytes` (logits, then log-probs and probs, of both models). Defaults to
             `DEFAULT_CHUNK_ELEMENTS // vocab_size`: 128 MiB at most, 55 positions for Qwen2.5's 152,064 rows.
@@ -290,33 +350,30 @@ def compute_token_metrics(
     Examples:
 
     >>> import torch
-    >>> from hf_dlp.toy import build_tiny_causal_lm
+    >>> from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
     >>> base = build_tiny_causal_lm(size="nano", seed=0)
     >>> rl = build_tiny_causal_lm(size="nano", seed=0)
     >>> _ = rl.resize_token_embeddings(120)                              # same weights plus 14 padding rows
     >>> ids = torch.tensor([[0, 0, 7, 8, 9], [7, 8, 9, 10, 11]])        # left padded
     >>> attention = (ids != 0).long()
-    >>> metrics = compute_token_metrics(base, rl, ids, attention, completion_mask=attention, vocab_size=106)
+    >>> metrics = compute_token_metrics(base_model=base, rl_model=rl, input_ids=ids, attention_mask=attention,
+    ...                                 completion_mask=attention, tokenizer=build_char_tokenizer())
     >>> metrics.mask.sum(-1).tolist()
     [2, 4]
     >>> round(metrics.delta_logp.abs().max().item(), 4), round(metrics.kl_rl_base.abs().max().item(), 4)
     (0.0, 0.0)
     """
+    where = "compute_token_metrics()"
+    logprobs_top_k = _take_logprobs_top_k(logprobs_top_k, deprecated, where=where)
+    _refuse_unknown_arguments(deprecated, where)
     attention, scored = _scored_positions(input_ids, attention_mask, completion_mask)
-    vocab = common_vocab_size(base_model, rl_model, vocab_size)
+    if vocab_size is None and tokenizer is not None:
+        vocab_size = len(tokenizer)
+    vocab = common_vocab_size(base_model, rl_model, vocab_size, what="`tokenizer=` or `vocab_size=`")
+    logprobs_top_k = _check_logprobs_top_k(logprobs_top_k, vocab)
+    chunk_size = check_number("chunk_size", chunk_size, integer=True, minimum=1, allow_none=True)
     chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // vocab) if chunk_size is None else chunk_size
-    _check_options(top_k, chunk_size, vocab)
-    largest_id, smallest_head = int(input_ids[attention].max()), min(map(output_vocab_size, (base_model, rl_model)))
-    largest_target = int(input_ids[scored].max())
-    if largest_id >= smallest_head or largest_target >= vocab:
-        raise ValueError(
-            f"`input_ids` holds token id {max(largest_id, largest_target)}, outside the scored vocabulary ({vocab} "
-            f"ids; output layers of {output_vocab_size(base_model)} and {output_vocab_size(rl_model)} rows). "
-            "Tokenize with the models' tokenizer, and pass `vocab_size=len(tokenizer)`."
-        )
-    for name, model in (("base_model", base_model), ("rl_model", rl_model)):
-        if model.training:
-            warnings.warn(f"`{name}` is in training mode (dropout active); call `.eval()` first.", stacklevel=2)
+    _check_ids(input_ids, scored, attention, vocab, (base_model, rl_model))
     position_ids = (attention.long().cumsum(-1) - 1).clamp(min=0)
     rows, cols = scored.nonzero(as_tuple=True)
     targets = input_ids[rows, cols]
@@ -327,15 +384,16 @@ def compute_token_metrics(
     device, work_device = input_ids.device, next(base_model.parameters()).device  # chunks stay on the model's device
     targets = targets.to(work_device)
     flat = {name: torch.empty(rows.numel(), dtype=torch.float32, device=device) for name in METRIC_NAMES}
+    exact = logprobs_top_k is None
     for start in range(0, rows.numel(), chunk_size):
         stop = min(start + chunk_size, rows.numel())
         # Peak working memory: log-probs and probs of both models, four (n, vocab) float32 tensors.
-        base_lp, base_p = _normalise_(sources[0].chunk(start, stop, work_device), with_probs=top_k is None)
-        rl_lp, rl_p = _normalise_(sources[1].chunk(start, stop, work_device), with_probs=top_k is None)
-        if top_k is None:
+        base_lp, base_p = _normalise_(sources[0].chunk(start, stop, work_device), with_probs=exact)
+        rl_lp, rl_p = _normalise_(sources[1].chunk(start, stop, work_device), with_probs=exact)
+        if exact:
             chunk = _exact_chunk(base_lp, base_p, rl_lp, rl_p, targets[start:stop])
         else:
-            chunk = _top_k_chunk(base_lp, rl_lp, targets[start:stop], top_k)
+            chunk = _top_k_chunk(base_lp, rl_lp, targets[start:stop], logprobs_top_k)
         del base_lp, base_p, rl_lp, rl_p
         for name, value in chunk.items():
             flat[name][start:stop] = value

@@ -1,119 +1,141 @@
-"""From two model names to an `AnalysisReport` in one call: load the pair, sample from both, score everything."""
+"""From a base/RL model pair and a prompt set to an `AnalysisReport` in one call: sample from both, score everything."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
-from ..evaluation import Prompt
-from ..loading import DTYPES, load_causal_lm, load_tokenizer
+from ..arguments import check_number, keyword_only_models, rename_argument
+from ..generation import Prompt, check_prompts, generation_settings, resolve_generation_config
+from ..loading import check_dtype
+from ..model_pair import load_model_pair
+from .metrics import _take_logprobs_top_k
 from .report import AnalysisReport
-from .responses import analyze_responses, generate_responses
-from .vocab import check_same_vocabulary
+from .responses import analyze_responses, check_scoring_options, generate_responses
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 
-def load_model_pair(base: str | Path, rl: str | Path, *, dtype: str = "auto", device: str | None = None):
-    """Load base and RL causal LMs (local folders or Hub ids) and the shared tokenizer, refusing mismatched ones.
-
-    Args:
-        base, rl (`str` or `Path`): model folders or Hub ids.
-        dtype (`str`, *optional*, defaults to `"auto"`): one of `DTYPES` (`"auto"` keeps the checkpoints' dtype).
-        device (`str`, *optional*): where to put both models; defaults to `"cuda"` when available, else `"cpu"`.
-
-    Returns:
-        `tuple`: `(base_model, rl_model, tokenizer)`, models in eval mode, the base model's tokenizer (left padding).
-
-    Examples:
-
-    >>> import contextlib, io, tempfile
-    >>> from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
-    >>> folder = tempfile.mkdtemp()
-    >>> with contextlib.redirect_stdout(io.StringIO()):  # DeepSpeed may print a notice on the first save
-    ...     build_tiny_causal_lm(size="nano").save_pretrained(folder)
-    >>> _ = build_char_tokenizer().save_pretrained(folder)
-    >>> base, rl, tok = load_model_pair(folder, folder, dtype="bfloat16", device="cpu")
-    >>> base.dtype, len(tok)
-    (torch.bfloat16, 106)
-    """
-    if dtype not in DTYPES:
-        raise ValueError(f"`dtype` must be one of {tuple(DTYPES)}, got {dtype!r}.")
-    tokenizer, rl_tokenizer = load_tokenizer(base), load_tokenizer(rl)
-    check_same_vocabulary(tokenizer, rl_tokenizer)
-    return load_causal_lm(base, dtype, device), load_causal_lm(rl, dtype, device), tokenizer
+def _prompt_list(prompts: Sequence[Prompt] | Dataset, prompt_column: str) -> list[Prompt]:
+    """The prompts as a list: a `Dataset`'s `prompt_column`, or the given list (one string is refused)."""
+    if isinstance(prompts, Dataset):
+        if prompt_column not in prompts.column_names:
+            raise ValueError(
+                f"`prompt_column` {prompt_column!r} is not a column of `prompts` ({prompts.column_names})."
+            )
+        prompts = list(prompts[prompt_column])
+    return check_prompts(prompts)
 
 
+def _model_pair(base_model, rl_model, tokenizer, generate_kwargs: dict[str, Any]):
+    """The two models, with the deprecated `base=`/`rl=` keywords moved to their new names; refuse a mixed pair."""
+    names = {"base_model": base_model, "rl_model": rl_model}
+    for old, new in (("base", "base_model"), ("rl", "rl_model")):
+        if old in generate_kwargs:
+            given = {old: generate_kwargs.pop(old), **({new: names[new]} if names[new] is not None else {})}
+            rename_argument(given, old, new, where="analyze_model_pair()")
+            names[new] = given[new]
+    base_model, rl_model = names["base_model"], names["rl_model"]
+    if base_model is None or rl_model is None:
+        raise TypeError("analyze_model_pair() needs `base_model=` and `rl_model=` (model folders, Hub ids or models).")
+    if isinstance(base_model, str | Path) != isinstance(rl_model, str | Path):
+        raise TypeError("`base_model` and `rl_model` must both be names/paths or both be loaded models.")
+    if not isinstance(base_model, str | Path) and tokenizer is None:
+        raise ValueError("`tokenizer` is required when `base_model` and `rl_model` are loaded models; pass theirs.")
+    return base_model, rl_model
+
+
+@keyword_only_models("base_model", "rl_model", "prompts")
 def analyze_model_pair(
-    base,
-    rl,
-    prompts: Sequence[Prompt] | Dataset,
     *,
-    tokenizer=None,
+    base_model: str | Path | PreTrainedModel | None = None,
+    rl_model: str | Path | PreTrainedModel | None = None,
+    prompts: Sequence[Prompt] | Dataset,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     prompt_column: str = "prompt",
     num_samples: int = 4,
-    max_new_tokens: int = 256,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
     generation_batch_size: int = 32,
     scoring_batch_size: int = 8,
-    top_k: int | None = None,
+    logprobs_top_k: int | None = None,
     seed: int = 0,
     dtype: str = "auto",
     device: str | None = None,
+    generation_config: GenerationConfig | None = None,
     progress: bool = True,
+    **generate_kwargs: Any,
 ) -> AnalysisReport:
     """Sample `num_samples` responses per prompt from each model, then score all of them with both models.
 
     This reproduces the setting of the paper's Fig. 1b: the report's histograms compare base-written with
-    RL-written responses. `base` and `rl` are model folders or Hub ids (loaded with `load_model_pair`), or already
-    loaded models, in which case `tokenizer` is required.
+    RL-written responses. `base_model` and `rl_model` are model folders or Hub ids (loaded with
+    `hf_dlp.model_pair.load_model_pair`, tokenizers compared first), or already loaded models, in which case
+    `tokenizer` is required. Every setting is checked before any model loads or samples.
+
+    Args:
+        base_model, rl_model (`str`, `Path` or `PreTrainedModel`): the pair, by name or loaded.
+        prompts (`list[str | list[dict]]` or `datasets.Dataset`): the prompts (a `Dataset` gives its
+            `prompt_column`); one string is refused, wrap it in a list.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): their tokenizer (default: the base model's, when loaded
+            by name).
+        num_samples (`int`, *optional*, defaults to `4`): responses per prompt and model.
+        generation_batch_size, scoring_batch_size (`int`, *optional*): sequences per `generate` call / forward.
+        logprobs_top_k (`int`, *optional*): the paper code's top-k approximation (see `compute_token_metrics`);
+            formerly `top_k` (deprecated, removed in hf_dlp 0.3.0; until then `top_k=` means this, and a sampling
+            top-k goes in `generation_config`).
+        seed (`int`, *optional*, defaults to `0`): base seed of the sampling.
+        dtype, device: how to load models given by name (see `load_model_pair`).
+        generation_config (`GenerationConfig`, *optional*): sampling settings; defaults to
+            `hf_dlp.generation.default_generation_config()` (temperature 1.0, top-p 0.7, 256 new tokens).
+            `generate_kwargs` override single settings (`max_new_tokens=64`), as in `generate`.
+        progress (`bool`, *optional*, defaults to `True`): show progress bars.
+
+    Returns:
+        `AnalysisReport`: whose `settings` record the sampling (`generation_settings` of the resolved config).
 
     Examples:
 
     >>> from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
     >>> tok = build_char_tokenizer()
     >>> base, rl = build_tiny_causal_lm(size="nano", seed=0), build_tiny_causal_lm(size="nano", seed=1)
-    >>> report = analyze_model_pair(base, rl, ["Q: 1+1?\\nA: ", "Q: 3+4?\\nA: "], tokenizer=tok, num_samples=2,
-    ...                             max_new_tokens=6, progress=False)
-    >>> report.num_responses, report.source_names
-    (8, ['base', 'rl'])
+    >>> report = analyze_model_pair(base_model=base, rl_model=rl, prompts=["Q: 1+1?\\nA: ", "Q: 3+4?\\nA: "],
+    ...                             tokenizer=tok, num_samples=2, max_new_tokens=6, progress=False)
+    >>> report.num_responses, report.source_names, report.settings["max_new_tokens"]
+    (8, ['base', 'rl'], 6)
     """
-    if isinstance(base, str | Path) != isinstance(rl, str | Path):
-        raise TypeError("`base` and `rl` must both be names/paths or both be loaded models.")
-    if isinstance(base, str | Path):
-        base, rl, loaded = load_model_pair(base, rl, dtype=dtype, device=device)
+    logprobs_top_k = _take_logprobs_top_k(logprobs_top_k, generate_kwargs, where="analyze_model_pair()")
+    base_model, rl_model = _model_pair(base_model, rl_model, tokenizer, generate_kwargs)
+    prompts = _prompt_list(prompts, prompt_column)
+    num_samples = check_number("num_samples", num_samples, integer=True, minimum=1)
+    generation_batch_size = check_number("generation_batch_size", generation_batch_size, integer=True, minimum=1)
+    seed = check_number("seed", seed, integer=True)
+    options = check_scoring_options(batch_size=scoring_batch_size, logprobs_top_k=logprobs_top_k)
+    config, model_kwargs = resolve_generation_config(generation_config, **generate_kwargs)
+    if isinstance(base_model, str | Path):
+        check_dtype(dtype)
+        base_model, rl_model, loaded = load_model_pair(base_model, rl_model, dtype=dtype, device=device)
         tokenizer = tokenizer if tokenizer is not None else loaded
-    elif tokenizer is None:
-        raise ValueError("`tokenizer` is required when `base` and `rl` are loaded models; pass their tokenizer.")
-    if isinstance(prompts, Dataset):
-        if prompt_column not in prompts.column_names:
-            raise ValueError(
-                f"`prompt_column` {prompt_column!r} is not a column of `prompts` ({prompts.column_names})."
-            )
-        prompts = prompts[prompt_column]
+    models = {"base_model": base_model, "rl_model": rl_model, "tokenizer": tokenizer}
     responses = generate_responses(
-        base,
-        rl,
-        tokenizer,
-        list(prompts),
+        **models,
+        prompts=prompts,
         num_samples=num_samples,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
         batch_size=generation_batch_size,
         seed=seed,
+        generation_config=config,
         progress=progress,
+        **model_kwargs,
     )
     report = analyze_responses(
-        base, rl, tokenizer, responses, batch_size=scoring_batch_size, top_k=top_k, progress=progress
+        **models,
+        dataset=responses,
+        batch_size=options["batch_size"],
+        logprobs_top_k=options["logprobs_top_k"],
+        progress=progress,
     )
-    report.settings.update(
-        num_prompts=len(prompts),
-        num_samples=num_samples,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-    )
+    report.settings.update(num_prompts=len(prompts), num_samples=num_samples, seed=seed)
+    report.settings.update(generation_settings(config))
     return report

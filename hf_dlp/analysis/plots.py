@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..arguments import check_number, check_sequence
 from .metrics import METRIC_NAMES
 
 if TYPE_CHECKING:
@@ -64,17 +65,17 @@ def plot_metric_histograms(
     >>> len(figure.axes), figure.axes[2].get_yscale()
     (3, 'log')
     """
-    from matplotlib.figure import Figure  # Agg-backed when saved; no pyplot global state
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot state, the global backend is untouched
 
+    metrics = check_sequence("metrics", metrics, items="metric names")
     unknown = [metric for metric in metrics if metric not in METRIC_NAMES]
-    if unknown or len(metrics) == 0:
-        raise ValueError(f"`metrics` must be a non-empty list of names from {METRIC_NAMES}, got {list(metrics)}.")
-    sources = list(sources) if sources is not None else report.source_names
+    if unknown:
+        raise ValueError(f"`metrics` holds unknown names {unknown}; choose from {METRIC_NAMES}.")
+    sources = check_sequence("sources", sources, items="sources") if sources is not None else report.source_names
     missing = [source for source in sources if source not in report.source_names]
     if missing:
         raise ValueError(f"`sources` {missing} wrote no response; the report's sources are {report.source_names}.")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"`bins` must be a positive integer, got {bins!r}.")
+    bins = check_number("bins", bins, integer=True, minimum=1)
     figure = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
     axes = figure.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):

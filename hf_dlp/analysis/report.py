@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..arguments import check_output_dir
 from .metrics import METRIC_NAMES
 from .stats import DEFAULT_QUANTILES, DEFAULT_THRESHOLDS, auroc, overlap_coefficient, summarize
 
@@ -213,8 +214,7 @@ class AnalysisReport:
         """
         from .plots import FIG1B_METRICS, plot_metric_histograms
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = check_output_dir("directory", directory)
         (directory / REPORT_FILE).write_text(json.dumps(self.to_dict(), indent=2))
         torch.save(
             {

@@ -1,19 +1,50 @@
-"""Dataset-scale analysis: score (prompt, response) pairs, generate responses from both models, or do it all."""
+"""Dataset-scale analysis: score (prompt, response) pairs, or sample responses from both models first."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from ..evaluation import Prompt, render_prompts, sample_completions
-from .metrics import METRIC_NAMES, compute_token_metrics
+from ..arguments import check_number, keyword_only_models
+from ..generation import Prompt, check_prompts, render_prompts, resolve_generation_config, sample_completions
+from ..model_pair import check_same_vocabulary
+from .metrics import (
+    METRIC_NAMES,
+    _check_logprobs_top_k,
+    _refuse_unknown_arguments,
+    _take_logprobs_top_k,
+    compute_token_metrics,
+)
 from .report import AnalysisReport
-from .vocab import check_same_vocabulary
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+
+def check_scoring_options(
+    *, batch_size: Any = 8, max_length: Any = None, logprobs_top_k: Any = None, chunk_size: Any = None
+) -> dict[str, int | None]:
+    """Validate the scoring settings of `analyze_responses` (before any model loads); return them as Python ints.
+
+    Examples:
+
+    >>> import numpy as np
+    >>> check_scoring_options(batch_size=np.int64(4), logprobs_top_k=50)
+    {'batch_size': 4, 'max_length': None, 'logprobs_top_k': 50, 'chunk_size': None}
+    """
+    return {
+        "batch_size": check_number("batch_size", batch_size, integer=True, minimum=1),
+        "max_length": check_number(
+            "max_length", max_length, integer=True, minimum=2, allow_none=True, hint="Leave it unset to keep it all."
+        ),
+        "logprobs_top_k": _check_logprobs_top_k(logprobs_top_k),
+        "chunk_size": check_number("chunk_size", chunk_size, integer=True, minimum=1, allow_none=True),
+    }
 
 
 def _encode_pairs(tokenizer, prompts: Sequence[Prompt], responses: Sequence[str], max_length: int | None):
@@ -60,42 +91,71 @@ def _check_columns(dataset: Dataset, prompt_column: str, response_column: str) -
             raise ValueError(f"`{argument}` {column!r} is not a column of `dataset` ({dataset.column_names}).")
 
 
+def _score_rows(models, tokenizer, pairs, options: dict[str, Any], vocab_size: int, progress: bool):
+    """Per-row metric values of every (prompt ids, response ids) pair, batched longest first."""
+    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+    order = sorted(range(len(pairs)), key=lambda row: -(len(pairs[row][0]) + len(pairs[row][1])))
+    per_row: list[dict[str, torch.Tensor] | None] = [None] * len(pairs)
+    batch_size = options["batch_size"]
+    for start in tqdm(range(0, len(order), batch_size), desc="scoring responses", unit="batch", disable=not progress):
+        rows = order[start : start + batch_size]
+        input_ids, attention, completion = _pad_batch([pairs[r] for r in rows], tokenizer.padding_side, pad_id)
+        metrics = compute_token_metrics(
+            base_model=models[0],
+            rl_model=models[1],
+            input_ids=input_ids,
+            attention_mask=attention,
+            completion_mask=completion,
+            logprobs_top_k=options["logprobs_top_k"],
+            vocab_size=vocab_size,
+            chunk_size=options["chunk_size"],
+        )
+        for index, row in enumerate(rows):
+            mask = metrics.mask[index]
+            per_row[row] = {name: metrics[name][index][mask] for name in METRIC_NAMES}
+    return per_row
+
+
+@keyword_only_models("base_model", "rl_model", "tokenizer", "dataset")
 def analyze_responses(
-    base_model,
-    rl_model,
-    tokenizer,
-    dataset: Dataset,
     *,
+    base_model: PreTrainedModel,
+    rl_model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
     prompt_column: str = "prompt",
     response_column: str = "response",
     source_column: str | None = "source",
     batch_size: int = 8,
     max_length: int | None = None,
-    top_k: int | None = None,
+    logprobs_top_k: int | None = None,
     chunk_size: int | None = None,
-    rl_tokenizer=None,
+    rl_tokenizer: PreTrainedTokenizerBase | None = None,
     positive_source: str = "rl",
     negative_source: str = "base",
     progress: bool = True,
+    **deprecated: Any,
 ) -> AnalysisReport:
     """Score every (prompt, response) row with `compute_token_metrics` and gather the tokens into a report.
 
-    Prompts are rendered as in `hf_dlp.evaluation` (strings as they are, chat message lists through the chat
+    Prompts are rendered as in `hf_dlp.generation` (strings as they are, chat message lists through the chat
     template) and tokenized apart from the responses, without special tokens. Rows are batched by length to limit
-    padding; the tokenizer's `padding_side` is used, and the report keeps the dataset's order.
+    padding; the tokenizer's `padding_side` is used, and the report keeps the dataset's order. Every argument is
+    passed by name (positional calls still work until hf_dlp 0.3.0, with a `FutureWarning`).
 
     Args:
         base_model, rl_model (`PreTrainedModel`): the base and RLVR models.
-        tokenizer (`PreTrainedTokenizerBase`): the tokenizer both models share.
+        tokenizer (`PreTrainedTokenizerBase`): the tokenizer both models share; `len(tokenizer)` ids are scored
+            (padding rows of the output layers beyond it are dropped).
         dataset (`datasets.Dataset`): one row per response, with prompt and response columns.
         prompt_column, response_column (`str`, *optional*): column names (`"prompt"`, `"response"`).
         source_column (`str`, *optional*, defaults to `"source"`): who wrote each response (`"base"`/`"rl"`);
             ignored when the column is missing (every response is then labelled `"all"`).
         batch_size (`int`, *optional*, defaults to `8`): rows per forward pass.
         max_length (`int`, *optional*): cut responses so that prompt + response fit in this many tokens.
-        top_k, chunk_size: passed to `compute_token_metrics`.
+        logprobs_top_k, chunk_size: passed to `compute_token_metrics` (`logprobs_top_k` was `top_k`, deprecated).
         rl_tokenizer (`PreTrainedTokenizerBase`, *optional*): the RL model's own tokenizer, checked against
-            `tokenizer` with `check_same_vocabulary` (a `ValueError` if they differ).
+            `tokenizer` with `check_same_vocabulary` (a `ValueError` if they differ); the ids both know are scored.
         positive_source, negative_source (`str`, *optional*): the sources compared by the report's separation.
         progress (`bool`, *optional*, defaults to `True`): show a progress bar.
 
@@ -107,46 +167,27 @@ def analyze_responses(
     >>> base, rl = build_tiny_causal_lm(size="nano", seed=0), build_tiny_causal_lm(size="nano", seed=1)
     >>> data = Dataset.from_dict({"prompt": ["Q: 1+1?\\nA: ", "Q: 2+5?\\nA: "], "response": ["2", "The answer is 7"],
     ...                           "source": ["base", "rl"]})
-    >>> report = analyze_responses(base, rl, tok, data, progress=False)
+    >>> report = analyze_responses(base_model=base, rl_model=rl, tokenizer=tok, dataset=data, progress=False)
     >>> report.num_responses, report.num_tokens, sorted(report.separation()["delta_logp"])
     (2, 16, ['auroc_response', 'auroc_token', 'overlap_token'])
     """
+    logprobs_top_k = _take_logprobs_top_k(logprobs_top_k, deprecated, where="analyze_responses()")
+    _refuse_unknown_arguments(deprecated, "analyze_responses()")
     _check_columns(dataset, prompt_column, response_column)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
-    if max_length is not None and (not isinstance(max_length, int) or max_length < 2):
-        raise ValueError(f"`max_length` must be None or an integer of at least 2, got {max_length!r}.")
-    if rl_tokenizer is not None:
-        check_same_vocabulary(tokenizer, rl_tokenizer)
-    pairs = _encode_pairs(tokenizer, dataset[prompt_column], dataset[response_column], max_length)
+    options = check_scoring_options(
+        batch_size=batch_size, max_length=max_length, logprobs_top_k=logprobs_top_k, chunk_size=chunk_size
+    )
+    vocab_size = len(tokenizer) if rl_tokenizer is None else check_same_vocabulary(tokenizer, rl_tokenizer)
+    pairs = _encode_pairs(tokenizer, dataset[prompt_column], dataset[response_column], options["max_length"])
     use_sources = source_column is not None and source_column in dataset.column_names
     sources = [str(s) for s in dataset[source_column]] if use_sources else ["all"] * len(dataset)
-    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
-    order = sorted(range(len(pairs)), key=lambda row: -(len(pairs[row][0]) + len(pairs[row][1])))
-    per_row: list[dict[str, torch.Tensor] | None] = [None] * len(pairs)
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc="scoring responses", unit="batch", disable=not progress):
-        rows = order[start : start + batch_size]
-        input_ids, attention, completion = _pad_batch([pairs[r] for r in rows], tokenizer.padding_side, pad_id)
-        metrics = compute_token_metrics(
-            base_model,
-            rl_model,
-            input_ids,
-            attention,
-            completion,
-            top_k=top_k,
-            vocab_size=len(tokenizer),
-            chunk_size=chunk_size,
-        )
-        for index, row in enumerate(rows):
-            mask = metrics.mask[index]
-            per_row[row] = {name: metrics[name][index][mask] for name in METRIC_NAMES}
+    per_row = _score_rows((base_model, rl_model), tokenizer, pairs, options, vocab_size, progress)
     lengths = torch.tensor([len(values["delta_logp"]) for values in per_row])
     settings: dict[str, Any] = {
         "num_rows": len(dataset),
-        "top_k": top_k,
-        "max_length": max_length,
-        "vocab_size": len(tokenizer),
+        "logprobs_top_k": options["logprobs_top_k"],
+        "max_length": options["max_length"],
+        "vocab_size": vocab_size,
         "base_model": getattr(base_model.config, "_name_or_path", ""),
         "rl_model": getattr(rl_model.config, "_name_or_path", ""),
     }
@@ -160,24 +201,35 @@ def analyze_responses(
     )
 
 
+def _drop_empty_responses(rows: dict[str, list], tokenizer) -> dict[str, list]:
+    keep = [i for i, text in enumerate(rows["response"]) if tokenizer(text, add_special_tokens=False).input_ids]
+    if len(keep) < len(rows["response"]):
+        warnings.warn(f"Dropped {len(rows['response']) - len(keep)} empty responses (nothing to score).", stacklevel=3)
+    if not keep:
+        raise ValueError("Every sampled response was empty; raise `max_new_tokens` or check the models' eos token.")
+    return {name: [values[i] for i in keep] for name, values in rows.items()}
+
+
+@keyword_only_models("base_model", "rl_model", "tokenizer", "prompts")
 def generate_responses(
-    base_model,
-    rl_model,
-    tokenizer,
-    prompts: Sequence[Prompt],
     *,
+    base_model: PreTrainedModel,
+    rl_model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Prompt],
     num_samples: int = 4,
-    max_new_tokens: int = 256,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
     batch_size: int = 32,
     seed: int = 0,
+    generation_config: GenerationConfig | None = None,
     progress: bool = True,
-    **generate_kwargs,
+    **generate_kwargs: Any,
 ) -> Dataset:
-    """Sample `num_samples` responses per prompt from each model with `hf_dlp.evaluation.sample_completions`.
+    """Sample `num_samples` responses per prompt from each model with `hf_dlp.generation.sample_completions`.
 
-    Empty responses (an immediate end-of-sequence) have no token to score and are dropped with a warning.
+    Sampling follows `generation_config` (default: `hf_dlp.generation.default_generation_config()`, the paper's
+    temperature 1.0 and top-p 0.7, 256 new tokens), with `generate_kwargs` overriding single settings
+    (`max_new_tokens=64`), as in `generate`. Both models sample with the same settings and seeds. Empty responses
+    (an immediate end-of-sequence) have no token to score and are dropped with a warning.
 
     Returns:
         `datasets.Dataset` with columns `prompt`, `response`, `source` (`"base"` or `"rl"`) and `prompt_index`,
@@ -188,15 +240,15 @@ def generate_responses(
     >>> from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
     >>> tok = build_char_tokenizer()
     >>> base, rl = build_tiny_causal_lm(size="nano", seed=0), build_tiny_causal_lm(size="nano", seed=1)
-    >>> data = generate_responses(base, rl, tok, ["Q: 1+1?\\nA: "], num_samples=2, max_new_tokens=5, progress=False)
+    >>> data = generate_responses(base_model=base, rl_model=rl, tokenizer=tok, prompts=["Q: 1+1?\\nA: "],
+    ...                           num_samples=2, max_new_tokens=5, progress=False)
     >>> data.column_names, list(data["source"])
     (['prompt', 'response', 'source', 'prompt_index'], ['base', 'base', 'rl', 'rl'])
     """
-    if len(prompts) == 0:
-        raise ValueError("`prompts` is empty: give at least one prompt.")
+    prompts = check_prompts(prompts)
+    num_samples = check_number("num_samples", num_samples, integer=True, minimum=1)
+    config, model_kwargs = resolve_generation_config(generation_config, **generate_kwargs)
     rows: dict[str, list] = {"prompt": [], "response": [], "source": [], "prompt_index": []}
-    sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, do_sample=True)
-    sampling.update(generate_kwargs)
     for source, model in (("base", base_model), ("rl", rl_model)):
         completions = sample_completions(
             model,
@@ -205,8 +257,9 @@ def generate_responses(
             num_samples=num_samples,
             batch_size=batch_size,
             seed=seed,
+            generation_config=config,
             progress=progress,
-            **sampling,
+            **model_kwargs,
         )
         for index, (prompt, group) in enumerate(zip(prompts, completions, strict=True)):
             for response in group:
@@ -214,11 +267,4 @@ def generate_responses(
                 rows["response"].append(response)
                 rows["source"].append(source)
                 rows["prompt_index"].append(index)
-    empty = sum(len(tokenizer(r, add_special_tokens=False).input_ids) == 0 for r in rows["response"])
-    if empty:
-        warnings.warn(f"Dropped {empty} empty responses (nothing to score).", stacklevel=2)
-        keep = [i for i, r in enumerate(rows["response"]) if len(tokenizer(r, add_special_tokens=False).input_ids)]
-        rows = {name: [values[i] for i in keep] for name, values in rows.items()}
-    if not rows["response"]:
-        raise ValueError("Every sampled response was empty; raise `max_new_tokens` or check the models' eos token.")
-    return Dataset.from_dict(rows)
+    return Dataset.from_dict(_drop_empty_responses(rows, tokenizer))

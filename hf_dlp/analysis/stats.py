@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..arguments import check_number
+
 DEFAULT_QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 """Quantiles reported by `summarize`."""
 
@@ -89,8 +91,7 @@ def overlap_coefficient(first: ArrayLike, second: ArrayLike, bins: int = 100) ->
     0.5
     """
     a, b = _as_array("first", first), _as_array("second", second)
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"`bins` must be a positive integer, got {bins!r}.")
+    bins = check_number("bins", bins, integer=True, minimum=1)
     low, high = min(a.min(), b.min()), max(a.max(), b.max())
     if low == high:
         return 1.0

@@ -55,6 +55,11 @@ def add_option(
     ...     value = parser.parse_args(["--base", "b"]).base_model
     >>> value, caught[0].category.__name__
     ('b', 'FutureWarning')
+    >>> _ = add_option(parser, "logprobs_top_k", deprecated=("top_k",), type=int)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     parser.parse_args(["--top-k", "20"]).logprobs_top_k
+    20
     """
     if deprecated and kwargs.get("required"):
         raise ValueError(f"`--{name}` has deprecated spellings and cannot be `required`; check it in `run` instead.")
@@ -69,6 +74,8 @@ def add_option(
             inner=action,
             help=argparse.SUPPRESS,
             metavar=action.metavar,
+            type=action.type,  # argparse converts and checks the value with the action that was spelled
+            choices=action.choices,
         )
     return action
 

@@ -3,91 +3,141 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from ..loading import DTYPE_NAMES
+from ._options import add_option
 
 NAME = "analyze"
 HELP = "Score responses with a base and an RLVR model: Δlog p, entropy and KL per token, summary and Fig. 1b plots."
 
-def _option(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
-    """Accept both `--name_with_underscores` and `--name-with-dashes`."""
-    spellings = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-    parser.add_argument(*spellings, dest=name, **kwargs)
+SAMPLING_FLAGS = ("max_new_tokens", "temperature", "top_p")
+"""Sampling flags; unset ones keep hf_dlp's default sampling (`hf_dlp.generation.DEFAULT_SAMPLING`)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    _option(parser, "base", required=True, help="Base model: local folder or Hub id.")
-    _option(parser, "rl", required=True, help="RLVR model: local folder or Hub id (same tokenizer).")
-    _option(
+    add_option(parser, "base_model", deprecated=("base",), help="Base model: local folder or Hub id (required).")
+    add_option(parser, "rl_model", deprecated=("rl",), help="RLVR model: folder or Hub id, same tokenizer (required).")
+    add_option(
         parser,
         "dataset",
         required=True,
         help="Rows to analyse: a .json/.jsonl/.csv/.parquet file, a `save_to_disk` folder, a Hub dataset id, or "
-        "`toy:LEVEL` for the offline arithmetic prompts. With a `response` column the responses are scored as "
+        "`toy:LEVEL` for the offline arithmetic prompts. With a response column the responses are scored as "
         "they are; otherwise `num_samples` responses per prompt are sampled from each model first.",
     )
-    _option(parser, "output_dir", required=True, help="Folder for analysis.json, token_values.pt and the PNG plots.")
-    _option(parser, "split", default="train", help="Dataset split (files and Hub datasets).")
-    _option(parser, "prompt_column", default="prompt")
-    _option(parser, "response_column", default="response")
-    _option(parser, "source_column", default="source", help="Who wrote each response (`base` / `rl`).")
-    _option(parser, "max_examples", type=int, default=None, help="Use only the first N rows.")
-    _option(parser, "chat", action="store_true", help="Send string prompts as one user message (chat template).")
-    _option(parser, "num_samples", type=int, default=4, help="Responses per prompt and model when sampling.")
-    _option(parser, "max_new_tokens", type=int, default=256)
-    _option(parser, "temperature", type=float, default=1.0)
-    _option(parser, "top_p", type=float, default=1.0)
-    _option(parser, "batch_size", type=int, default=8, help="Sequences per scoring forward pass.")
-    _option(parser, "generation_batch_size", type=int, default=32)
-    _option(parser, "max_length", type=int, default=None, help="Cut prompt + response to this many tokens.")
-    _option(parser, "top_k", type=int, default=None, help="Reproduce the paper code's top-k (50) approximation.")
-    _option(parser, "dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    _option(parser, "device", default=None, help="cpu, cuda, ... (default: cuda if available).")
-    _option(parser, "seed", type=int, default=0)
-    _option(parser, "no_plots", action="store_true", help="Write the JSON only.")
+    add_option(
+        parser, "output_dir", required=True, help="Folder for analysis.json, token_values.pt and the PNG plots."
+    )
+    add_option(parser, "split", default="train", help="Dataset split (files and Hub datasets).")
+    add_option(parser, "prompt_column", default="prompt")
+    add_option(
+        parser,
+        "response_column",
+        default=None,
+        help="Column of responses to score; must exist when given (default: 'response' if the dataset has one).",
+    )
+    add_option(parser, "source_column", default="source", help="Who wrote each response (`base` / `rl`).")
+    add_option(parser, "max_examples", type=int, default=None, help="Use only the first N rows.")
+    add_option(parser, "chat", action="store_true", help="Send string prompts as one user message (chat template).")
+    add_option(parser, "num_samples", type=int, default=4, help="Responses per prompt and model when sampling.")
+    add_option(parser, "max_new_tokens", type=int, default=None, help="Sampling length (default: 256).")
+    add_option(parser, "temperature", type=float, default=None, help="Sampling temperature (default: 1.0).")
+    add_option(parser, "top_p", type=float, default=None, help="Nucleus sampling (default: 0.7, the paper's).")
+    add_option(parser, "batch_size", type=int, default=8, help="Sequences per scoring forward pass.")
+    add_option(parser, "generation_batch_size", type=int, default=32, help="Sequences per `generate` call.")
+    add_option(parser, "max_length", type=int, default=None, help="Cut prompt + response to this many tokens.")
+    add_option(
+        parser,
+        "logprobs_top_k",
+        deprecated=("top_k",),
+        type=int,
+        default=None,
+        help="Reproduce the paper code's top-k log-prob approximation (it uses 50); default: exact.",
+    )
+    add_option(parser, "dtype", default="auto", choices=DTYPE_NAMES)
+    add_option(parser, "device", default=None, help="cpu, cuda, ... (default: cuda if available).")
+    add_option(parser, "seed", type=int, default=0)
+    add_option(parser, "no_plots", action="store_true", help="Write the JSON only.")
 
 
-def run(args: argparse.Namespace) -> int:
-    from hf_dlp.analysis import analyze_model_pair, analyze_responses, load_model_pair
-    from hf_dlp.analysis.report import ALL_METRICS_FILE, FIG1B_FILE, REPORT_FILE
+def _load_rows(args: argparse.Namespace):
+    """The data set, with its prompt (and an explicitly named response) column checked before any model loads."""
     from hf_dlp.loading import load_dataset_spec
 
+    required = (args.prompt_column, *([args.response_column] if args.response_column else []))
     dataset = load_dataset_spec(
-        args.dataset, split=args.split, limit=args.max_examples, num_examples=args.max_examples or 32
+        args.dataset,
+        split=args.split,
+        limit=args.max_examples,
+        num_examples=args.max_examples or 32,
+        required_columns=required,
     )
     if args.chat:
         column = args.prompt_column
         dataset = dataset.map(lambda row: {column: [{"role": "user", "content": row[column]}]})
-    base, rl, tokenizer = load_model_pair(args.base, args.rl, dtype=args.dtype, device=args.device)
-    if args.response_column in dataset.column_names:
-        report = analyze_responses(
-            base,
-            rl,
-            tokenizer,
-            dataset,
-            prompt_column=args.prompt_column,
-            response_column=args.response_column,
-            source_column=args.source_column,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            top_k=args.top_k,
-        )
+    return dataset
+
+
+def _score(args: argparse.Namespace, dataset, response_column: str):
+    """Score the dataset's responses (settings checked before the models load)."""
+    from hf_dlp.analysis import analyze_responses
+    from hf_dlp.analysis.responses import check_scoring_options
+    from hf_dlp.model_pair import load_model_pair
+
+    options = check_scoring_options(
+        batch_size=args.batch_size, max_length=args.max_length, logprobs_top_k=args.logprobs_top_k
+    )
+    base, rl, tokenizer = load_model_pair(args.base_model, args.rl_model, dtype=args.dtype, device=args.device)
+    return analyze_responses(
+        base_model=base,
+        rl_model=rl,
+        tokenizer=tokenizer,
+        dataset=dataset,
+        prompt_column=args.prompt_column,
+        response_column=response_column,
+        source_column=args.source_column,
+        **options,
+    )
+
+
+def _sample_and_score(args: argparse.Namespace, dataset):
+    from hf_dlp.analysis import analyze_model_pair
+
+    sampling = {name: getattr(args, name) for name in SAMPLING_FLAGS if getattr(args, name) is not None}
+    return analyze_model_pair(
+        base_model=args.base_model,
+        rl_model=args.rl_model,
+        prompts=dataset,
+        prompt_column=args.prompt_column,
+        num_samples=args.num_samples,
+        generation_batch_size=args.generation_batch_size,
+        scoring_batch_size=args.batch_size,
+        logprobs_top_k=args.logprobs_top_k,
+        seed=args.seed,
+        dtype=args.dtype,
+        device=args.device,
+        **sampling,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from hf_dlp.analysis.report import ALL_METRICS_FILE, FIG1B_FILE, REPORT_FILE
+    from hf_dlp.arguments import check_output_dir
+
+    missing = [f"--{name}" for name in ("base_model", "rl_model") if getattr(args, name) is None]
+    if missing:
+        print(f"hf-dlp analyze: error: the following arguments are required: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    output_dir = check_output_dir("output_dir", args.output_dir)  # before any data, model or compute
+    dataset = _load_rows(args)
+    response_column = args.response_column or "response"
+    if response_column in dataset.column_names:
+        report = _score(args, dataset, response_column)
     else:
-        report = analyze_model_pair(
-            base,
-            rl,
-            dataset,
-            tokenizer=tokenizer,
-            prompt_column=args.prompt_column,
-            num_samples=args.num_samples,
-            max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            generation_batch_size=args.generation_batch_size,
-            scoring_batch_size=args.batch_size,
-            top_k=args.top_k,
-            seed=args.seed,
-        )
-    report.settings.update(base=str(args.base), rl=str(args.rl), dataset=args.dataset)
-    output = report.save(args.output_dir, plots=not args.no_plots)
+        report = _sample_and_score(args, dataset)
+    report.settings.update(base_model=str(args.base_model), rl_model=str(args.rl_model), dataset=args.dataset)
+    output = report.save(output_dir, plots=not args.no_plots)
     counts = ", ".join(f"{report.sources.count(s)} {s}" for s in report.source_names)
     print(f"Scored {report.num_tokens} tokens in {report.num_responses} responses ({counts}).")
     print(report.format_table())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .replace import add_evaluation_arguments, evaluation_kwargs, load_inputs
+from ._options import add_option
+from .replace import add_evaluation_arguments, prepare
 
 NAME = "extrapolate"
 HELP = "Avg@k of selective extrapolation over a gamma x tau grid (paper Fig. 4), with the two models as references."
@@ -12,33 +13,31 @@ HELP = "Avg@k of selective extrapolation over a gamma x tau grid (paper Fig. 4),
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_evaluation_arguments(parser)
-    parser.add_argument("--gammas", nargs="+", type=float, default=[0.0, 0.05, 0.1, 0.2], help="γ grid.")
-    parser.add_argument("--taus", nargs="+", type=float, default=[-0.5, -0.35, -0.2], help="τ grid.")
-    parser.add_argument("--selection", default="delta_logp", help="Selection rule ('all' for dense extrapolation).")
-    parser.add_argument(
-        "--generator",
+    add_option(parser, "gammas", nargs="+", type=float, default=[0.0, 0.05, 0.1, 0.2], help="γ grid.")
+    add_option(parser, "taus", nargs="+", type=float, default=[-0.5, -0.35, -0.2], help="τ grid.")
+    add_option(
+        parser,
+        "selection",
+        default="delta_logp",
+        help="Selection rule: delta_logp, entropy, kl, kl_reverse, kl_mean, random, or 'all' (dense extrapolation).",
+    )
+    add_option(
+        parser,
+        "generator",
         default="rl",
-        choices=["rl", "base"],
-        help="Which model generates: 'rl' (guided by the base) or 'base' (guided by the RL model).",
+        help="Which model generates: 'rl' (guided by the base) or 'base' (guided by the RL model, the paper's Fig. 4).",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from hf_dlp.extrapolation import extrapolation_sweep
+    from hf_dlp.sweeps import extrapolation_sweep
 
-    base, rl, tokenizer, dataset, reward_fn = load_inputs(args)
-    result = extrapolation_sweep(
-        rl,
-        base,
-        tokenizer,
-        dataset,
-        gammas=args.gammas,
-        taus=args.taus,
-        selection=args.selection,
-        generator=args.generator,
-        reward_fn=reward_fn,
-        **evaluation_kwargs(args),
-    )
+    # `tau` is swept; the config only has to accept the rule (a placeholder threshold for selective ones).
+    placeholder = None if args.selection == "all" else args.taus[0]
+    inputs = prepare(args, NAME, selection=args.selection, tau=placeholder, generator=args.generator)
+    if inputs is None:
+        return 2
+    result = extrapolation_sweep(gammas=args.gammas, taus=args.taus, **inputs)
     print(f"base: {result.references['base']:.4f}  rl: {result.references['rl']:.4f}")
     for row in result.rows:
         tau = "-" if row["tau"] is None else f"{row['tau']:g}"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..reweighting import REWEIGHTING_METHODS
+from ..arguments import check_choice, check_number, check_sequence
+from ..training.reweighting import REWEIGHTING_METHODS
 
 
 @dataclass
 class DemoConfig:
-    """Settings of `run_demo`. The defaults fit 2 CPU cores in under 15 minutes; `quick()` shrinks every budget.
+    """Settings of `run_demo`. The defaults fit 2 CPU cores in under 15 minutes; `quick_version()` shrinks every budget.
 
     Args:
         output_dir (`str`, defaults to `"demo_output"`): where the report, figures, JSON and models go.
@@ -34,7 +35,17 @@ class DemoConfig:
         replacement_taus (`dict[str, list[float]]`): τ grid per selection rule of the replacement sweep.
         extrapolation_gammas (`list[float]`) and extrapolation_taus (`list[float]`): the γ × τ grid.
         top_p (`float`, defaults to `0.7`): nucleus of evaluation and sweeps (the paper's evaluation setting).
-        quick (`bool`, defaults to `False`): set by `quick()`; recorded in the report.
+        quick (`bool`, defaults to `False`): set by `quick_version()`; recorded in the report.
+
+    Examples:
+
+    >>> config = DemoConfig(seed=3).quick_version()
+    >>> config.quick, config.methods, config.train_steps
+    (True, ('none', 'low_prob'), 6)
+    >>> DemoConfig(methods=("low_prob",))
+    Traceback (most recent call last):
+    ...
+    ValueError: `methods` must start with 'none' (the DAPO baseline the analysis uses), got ('low_prob',).
     """
 
     output_dir: str = "demo_output"
@@ -69,22 +80,24 @@ class DemoConfig:
     quick: bool = False
 
     def __post_init__(self):
-        self.methods = tuple(self.methods)
-        unknown = [method for method in self.methods if method not in REWEIGHTING_METHODS]
-        if unknown:
-            raise ValueError(f"`methods` has unknown reweightings {unknown}; choose from {REWEIGHTING_METHODS}.")
-        if not self.methods or self.methods[0] != "none":
+        self.methods = tuple(check_sequence("methods", self.methods, items="reweighting methods"))
+        for method in self.methods:
+            check_choice("methods", method, REWEIGHTING_METHODS)
+        if self.methods[0] != "none":
             raise ValueError(
                 f"`methods` must start with 'none' (the DAPO baseline the analysis uses), got {self.methods}."
             )
-        for name in ("train_steps", "prompts_per_step", "eval_problems", "eval_samples", "analysis_prompts",
-                     "analysis_samples", "sweep_problems", "sweep_samples", "max_completion_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
-        if self.num_generations < 2:
-            raise ValueError(f"`num_generations` must be at least 2 (GRPO compares samples), got {self.num_generations}.")
-        if self.reweight_alpha < 0:
-            raise ValueError(f"`reweight_alpha` must be >= 0, got {self.reweight_alpha}.")
+        counts = ("train_steps", "prompts_per_step", "eval_problems", "eval_samples", "analysis_prompts",
+                  "analysis_samples", "sweep_problems", "sweep_samples", "max_completion_length")
+        for name in counts:
+            setattr(self, name, check_number(name, getattr(self, name), integer=True, minimum=1))
+        self.num_generations = check_number(
+            "num_generations", self.num_generations, integer=True, minimum=2, hint="GRPO compares samples."
+        )
+        self.seed = check_number("seed", self.seed, integer=True)
+        self.reweight_alpha = check_number("reweight_alpha", self.reweight_alpha, minimum=0)
+        self.learning_rate = check_number("learning_rate", self.learning_rate, minimum=0, exclusive_minimum=True)
+        self.top_p = check_number("top_p", self.top_p, minimum=0, maximum=1, exclusive_minimum=True)
 
     def quick_version(self) -> DemoConfig:
         """The same pipeline on a budget small enough for a test (under 3 minutes on 2 cores)."""

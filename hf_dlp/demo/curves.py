@@ -35,12 +35,10 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path | No
     >>> len(figure.axes)
     4
     """
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's global backend and figure state stay as they are
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4))
+    figure = Figure(figsize=(4.2 * len(PANELS), 3.4))
+    axes = figure.subplots(1, len(PANELS))
     colors = {name: f"C{index}" for index, name in enumerate(histories)}  # one color per run in every panel
     for ax, (key, title, transform) in zip(axes, PANELS, strict=True):
         for name, history in histories.items():
@@ -59,5 +57,4 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path | No
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=110)
-    plt.close(figure)
     return figure

@@ -1,49 +1,84 @@
-"""Test-time use of Δlog p: selective replacement and extrapolation during `generate`."""
+"""Test-time use of Δlog p: selective replacement and extrapolation during `generate`.
 
-from ..analysis.vocab import check_same_vocabulary
-from .config import CONFIG_NAME, ExtrapolationConfig
+Every entry point takes one `ExtrapolationConfig` (plus keyword overrides of its fields); sampling settings come from
+`generate`'s `GenerationConfig`. The sweeps over these settings (the paper's Fig. 1c and Fig. 4) live in
+`hf_dlp.sweeps`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+from ..arguments import REMOVAL_VERSION
+from ..model_pair import check_same_vocabulary
+from .block import BlockExtrapolationDecoder, BlockSchedule
+from .compatibility import SUPPORTED_TRANSFORMERS_VERSIONS, check_transformers_compatibility
+from .config import CONFIG_NAME, GENERATOR_ROLES, MAX_BLOCK_SIZE, MAX_GAMMA, SELECTION_RULES, ExtrapolationConfig
 from .custom_generate import custom_generate_source, export_custom_generate
-from .generate import (
-    check_generation_mode,
-    disable_extrapolation,
-    enable_extrapolation,
-    generate_with_extrapolation,
+from .decoding import check_generation_mode, sampling_tail
+from .generate import disable_extrapolation, enable_extrapolation, generate_with_extrapolation
+from .lora import AdapterDisabledView, OneForwardLoraSampler, adapter_disabled_view, is_lora_model
+from .processor import ExtrapolationLogitsProcessor, ExtrapolationStats
+from .scorers import CachedModelScorer, NaiveRecomputeScorer, OtherModelScorer, SharedForwardScorer
+from .selection import extrapolate_log_probs
+
+# Names that moved to `hf_dlp.sweeps` (an experiments layer above this capability); importable from here until 0.3.0.
+_MOVED_TO_SWEEPS = (
+    "DEFAULT_TAUS",
+    "SweepResult",
+    "extrapolation_sweep",
+    "plot_extrapolation_sweep",
+    "plot_replacement_sweep",
+    "replacement_sweep",
 )
-from .lora import AdapterDisabledView, adapter_disabled_view, is_lora_model
-from .plots import plot_extrapolation_sweep, plot_replacement_sweep
-from .processor import (
-    SELECTION_RULES,
-    ExtrapolationLogitsProcessor,
-    ExtrapolationStats,
-    check_extrapolation_arguments,
-    extrapolate_log_probs,
-    sampling_warpers,
-)
-from .sweeps import DEFAULT_TAUS, SweepResult, extrapolation_sweep, replacement_sweep
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_SWEEPS:
+        warnings.warn(
+            f"`hf_dlp.extrapolation.{name}` moved to `hf_dlp.sweeps.{name}`; the old location will be removed in "
+            f"hf_dlp {REMOVAL_VERSION}. Use `from hf_dlp.sweeps import {name}`.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module("hf_dlp.sweeps"), name)
+    if name == "check_extrapolation_arguments":  # deprecated: `ExtrapolationConfig` validates
+        from .config import check_extrapolation_arguments
+
+        return check_extrapolation_arguments
+    raise AttributeError(f"module 'hf_dlp.extrapolation' has no attribute {name!r}")
+
 
 __all__ = [
     "CONFIG_NAME",
-    "DEFAULT_TAUS",
+    "GENERATOR_ROLES",
+    "MAX_BLOCK_SIZE",
+    "MAX_GAMMA",
     "SELECTION_RULES",
+    "SUPPORTED_TRANSFORMERS_VERSIONS",
     "AdapterDisabledView",
+    "BlockExtrapolationDecoder",
+    "BlockSchedule",
+    "CachedModelScorer",
     "ExtrapolationConfig",
     "ExtrapolationLogitsProcessor",
     "ExtrapolationStats",
-    "SweepResult",
+    "NaiveRecomputeScorer",
+    "OneForwardLoraSampler",
+    "OtherModelScorer",
+    "SharedForwardScorer",
     "adapter_disabled_view",
-    "check_extrapolation_arguments",
     "check_generation_mode",
     "check_same_vocabulary",
+    "check_transformers_compatibility",
     "custom_generate_source",
     "disable_extrapolation",
     "enable_extrapolation",
     "export_custom_generate",
     "extrapolate_log_probs",
-    "extrapolation_sweep",
     "generate_with_extrapolation",
     "is_lora_model",
-    "plot_extrapolation_sweep",
-    "plot_replacement_sweep",
-    "replacement_sweep",
-    "sampling_warpers",
+    "sampling_tail",
 ]

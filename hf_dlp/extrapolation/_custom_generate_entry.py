@@ -1,37 +1,43 @@
 """Entry point of an exported `custom_generate/generate.py` (see `export_custom_generate`).
 
-The exporter writes `processor.py` followed by this file, without the import block marked below, so the exported
-script needs only `torch` and `transformers`. `model.generate(custom_generate=<folder or repo>, trust_remote_code=True)`
-then calls `generate(model=model, **generate_arguments)`.
+The exporter writes the processor's modules followed by this file, each without its hf_dlp imports (the blocks
+marked below), so the exported script needs only `torch` and `transformers`.
+`model.generate(custom_generate=<folder or repo>, trust_remote_code=True)` then calls
+`generate(model=model, **generate_arguments)`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
 import torch
-from transformers import AutoModelForCausalLM, GenerationMixin, LogitsProcessorList
+from transformers import AutoModelForCausalLM, GenerationMixin
 
 # hf_dlp-export: strip-begin
-from hf_dlp.extrapolation.processor import ExtrapolationLogitsProcessor
+from hf_dlp.extrapolation.config import CONFIG_NAME, ExtrapolationConfig, pop_overrides
+from hf_dlp.extrapolation.block import run_extrapolation
 
 # hf_dlp-export: strip-end
 
 # Filled in by the exporter with the checkpoint's extrapolation config (a dict), or left None.
 EXPORTED_EXTRAPOLATION_CONFIG: dict | None = None
 _OTHER_MODELS: dict = {}
-_PROCESSOR_KEYS = ("gamma", "selection", "tau", "top_k")
 
 
-def _checkpoint_config(model) -> dict:
-    config = dict(EXPORTED_EXTRAPOLATION_CONFIG or {})
+def _checkpoint_config(model, given) -> ExtrapolationConfig:
+    """The embedded config, updated by the checkpoint folder's JSON, then by the call's `extrapolation_config`."""
+    if given is not None and not isinstance(given, dict):  # an ExtrapolationConfig, of hf_dlp or of this file
+        return ExtrapolationConfig.from_dict(given.to_dict())
+    data = dict(EXPORTED_EXTRAPOLATION_CONFIG or {})
     folder = getattr(model, "name_or_path", None) or ""
-    file = os.path.join(folder, "extrapolation_config.json")
+    file = os.path.join(folder, CONFIG_NAME)
     if folder and os.path.isfile(file):
         with open(file) as handle:
-            config.update(json.load(handle))
-    return config
+            data.update(json.load(handle))
+    data.update(given or {})
+    return ExtrapolationConfig.from_dict(data)
 
 
 def _other_model(model, name_or_path: str):
@@ -42,64 +48,59 @@ def _other_model(model, name_or_path: str):
     return _OTHER_MODELS[key]
 
 
+def _other_side(model, config: ExtrapolationConfig, base_model, rl_model) -> dict:
+    if base_model is not None or rl_model is not None:
+        return {"base_model": base_model} if base_model is not None else {"rl_model": rl_model}
+    name = config.base_model_name_or_path
+    if not name:
+        raise ValueError(
+            f"No base model: pass `base_model=` or set `base_model_name_or_path` in the checkpoint's {CONFIG_NAME}."
+        )
+    role = "base_model" if (config.generator or "rl") == "rl" else "rl_model"
+    return {role: _other_model(model, name)}
+
+
 def generate(
     model,
     inputs=None,
     *,
     base_model=None,
     rl_model=None,
-    extrapolation_config: dict | None = None,
+    extrapolation_config=None,
     generation_config=None,
     logits_processor=None,
     **kwargs,
 ):
-    """Extrapolated `generate`: the checkpoint's `extrapolation_config.json` (or `extrapolation_config=`) sets γ,
-    the selection rule, τ and top-k, and the sampling temperature and top-p unless the call passes its own (or a
-    `generation_config`, or `do_sample=False`); `gamma=`, `selection=`, `tau=`, `top_k=` override it. The other model is
-    `base_model=` / `rl_model=`, or loaded once from `base_model_name_or_path`. The selection statistics of the call
-    are left in `model.extrapolation_stats`."""
-    config = {**_checkpoint_config(model), **(extrapolation_config or {})}
-    for key in _PROCESSOR_KEYS:
-        if key in kwargs:
-            config[key] = kwargs.pop(key)
-    # `generate` forwards every one of its arguments; drop the unset ones and the modes extrapolation rejects.
+    """Extrapolated `generate`: the checkpoint's `extrapolation_config.json` (or `extrapolation_config=`, a dict or an
+    `ExtrapolationConfig`) sets γ, the selection rule, τ, the candidate set and `block_size` (block-verified decoding
+    when set); `gamma=`, `selection=`, `tau=`, `candidate_top_k=`, `block_size=` override it (`top_k=` too until hf_dlp 0.3.0, with a `FutureWarning`). A call that sets no
+    `generation_config` and no `do_sample=False` samples with the checkpoint's `temperature` and `top_p` wherever it
+    does not set them itself. The other model is `base_model=` / `rl_model=`, or loaded once from
+    `base_model_name_or_path`. The selection statistics of the call are left in `model.extrapolation_stats`."""
+    config = _checkpoint_config(model, extrapolation_config)
+    # `generate` forwards every one of its arguments; drop the unset ones.
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
-    for key in ("assistant_model", "prompt_lookup_num_tokens", "num_beams"):
-        if key in kwargs and kwargs[key] not in (1, False):
-            raise ValueError(f"Extrapolation does not support `{key}`={kwargs[key]!r}; remove it.")
+    config = config.with_overrides(**pop_overrides(kwargs, where="the exported custom_generate"))
     if generation_config is None and kwargs.get("do_sample", True):
-        # The checkpoint's sampling settings (paper: temperature 1.0, top-p 0.7) apply unless the call sets them.
+        # The checkpoint's sampling defaults (paper: temperature 1.0, top-p 0.7) apply unless the call sets them.
         for key in ("temperature", "top_p"):
-            if key not in kwargs and config.get(key) is not None:
-                kwargs[key] = config[key]
+            if key not in kwargs and getattr(config, key) is not None:
+                kwargs[key] = getattr(config, key)
                 kwargs.setdefault("do_sample", True)
     input_ids = inputs if inputs is not None else kwargs.pop("input_ids")
-    if base_model is None and rl_model is None:
-        name = config.get("base_model_name_or_path")
-        if not name:
-            raise ValueError(
-                "No base model: pass `base_model=` or set `base_model_name_or_path` in the checkpoint's "
-                "extrapolation_config.json."
-            )
-        if config.get("generator", "rl") == "rl":
-            base_model = _other_model(model, name)
-        else:
-            rl_model = _other_model(model, name)
-    resolved, _ = model._prepare_generation_config(generation_config, **kwargs)
-    processor = ExtrapolationLogitsProcessor(
-        base_model=base_model,
-        rl_model=rl_model,
-        gamma=config.get("gamma", 0.0),
-        selection=config.get("selection", "all"),
-        tau=config.get("tau"),
-        top_k=config.get("top_k"),
-        prompt_attention_mask=kwargs.get("attention_mask"),
-        generation_config=resolved,
-    )
-    processors = LogitsProcessorList([*(logits_processor or []), processor])
+    tokenizer = kwargs.get("tokenizer")
     with torch.inference_mode():
-        output = GenerationMixin.generate(
-            model, input_ids, generation_config=generation_config, logits_processor=processors, **kwargs
+        output, processor = run_extrapolation(
+            functools.partial(GenerationMixin.generate, model),
+            model,
+            _other_side(model, config, base_model, rl_model),
+            config,
+            input_ids=input_ids,
+            attention_mask=kwargs.pop("attention_mask", None),
+            generation_config=generation_config,
+            logits_processor=logits_processor,
+            valid_vocab_size=len(tokenizer) if tokenizer is not None else None,
+            **kwargs,
         )
     model.extrapolation_stats = processor.stats()
     return output

@@ -1,33 +1,94 @@
-"""`ExtrapolationConfig`: an RL checkpoint's extrapolation setup, saved as JSON next to its weights."""
+"""`ExtrapolationConfig`: the one validated settings object of every extrapolation entry point.
+
+The processor, `generate_with_extrapolation`, `enable_extrapolation`, the sweeps, the exported `custom_generate` and
+the `hf-dlp` commands all take an `ExtrapolationConfig` (plus keyword overrides of its fields) and validate nothing
+themselves: the checks live in `ExtrapolationConfig.__post_init__`. Saved as `extrapolation_config.json` beside an RL
+checkpoint's weights.
+
+This module needs only the standard library (and `hf_dlp.arguments`, also standard-library only), so that
+`export_custom_generate` can ship it inside a checkpoint's `custom_generate/generate.py`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import InitVar, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from .processor import SELECTION_RULES, check_extrapolation_arguments
+# hf_dlp-export: strip-begin
+from ..arguments import REMOVAL_VERSION, check_choice, check_number, rename_argument
+
+# hf_dlp-export: strip-end
 
 CONFIG_NAME = "extrapolation_config.json"
-GENERATOR_ROLES: tuple[str, ...] = ("rl", "base")
+
+SelectionRule = Literal["all", "delta_logp", "entropy", "kl", "kl_reverse", "kl_mean", "random"]
+SELECTION_RULES: tuple[str, ...] = get_args(SelectionRule)
+# Rules whose score is a non-negative magnitude (select when score >= tau).
+MAGNITUDE_RULES: tuple[str, ...] = ("entropy", "kl", "kl_reverse", "kl_mean")
+
+GeneratorRole = Literal["rl", "base"]
+GENERATOR_ROLES: tuple[str, ...] = get_args(GeneratorRole)
+
+# Beyond γ = 1e4 the Δlog p term outweighs log π_RL ten-thousandfold: π_extra has already collapsed onto the candidate
+# with the largest Δlog p, so a larger γ changes nothing, while (1 + γ)·log p leaves float32's range (1e39 gave NaN).
+MAX_GAMMA = 1e4
+
+# The fields a call may override by keyword (`generate_with_extrapolation(..., gamma=0.2)`). `temperature` and `top_p`
+# are not among them: in a call they are `generate`'s sampling settings.
+OVERRIDE_KEYS: tuple[str, ...] = ("gamma", "selection", "tau", "candidate_top_k", "generator", "block_size")
+
+# Block-verified decoding: the longest block the generator drafts before the other model verifies it.
+MAX_BLOCK_SIZE = 64
+AUTO_BLOCK_SIZE = "auto"
 
 
 @dataclass
 class ExtrapolationConfig:
-    """How to extrapolate an RL checkpoint at test time; saved as `extrapolation_config.json` beside the weights.
+    """How to extrapolate along Δlog p at test time; saved as `extrapolation_config.json` beside an RL checkpoint.
+
+    > Extrapolation
 
     Args:
-        base_model_name_or_path (`str`, *optional*): Hub id or folder of the base model the RL model was trained from.
-        gamma (`float`, *optional*, defaults to `0.1`): extrapolation strength γ (0 = selective replace).
-        selection (`str`, *optional*, defaults to `"delta_logp"`): one of `SELECTION_RULES`.
-        tau (`float`, *optional*, defaults to `-0.35`): threshold of the selection rule (`None` for `"all"`).
-        top_k (`int`, *optional*, defaults to `50`): π_extra candidates: the generator's top-k tokens.
-        top_p (`float`, *optional*, defaults to `0.7`): nucleus sampling of `generate` (paper: 0.7).
-        temperature (`float`, *optional*, defaults to `1.0`): sampling temperature of `generate`.
-        generator (`str`, *optional*, defaults to `"rl"`): which model generates, `"rl"` (guided by the base) or
-            `"base"` (guided by the RL model, the paper's Fig. 4 setting).
+        base_model_name_or_path (`str`, *optional*): Hub id or folder of the base model the RL model was trained from
+            (the exported `custom_generate` loads it from there).
+        gamma (`float`, *optional*, defaults to `0.1`): extrapolation strength γ in [0, 1e4] (paper: 0.05 to 0.1;
+            0 = "selective replace": selected tokens come from the RL model itself).
+        selection (`str`, *optional*, defaults to `"delta_logp"`): which positions are re-drawn, one of
+            `SELECTION_RULES`:
+
+            - `"all"`: every position (dense extrapolation; takes no `tau`);
+            - `"delta_logp"`: Δlog p(y) <= `tau` for the candidate y (tau < 0: tokens RLVR suppressed);
+            - `"entropy"`: the generator's entropy >= `tau`;
+            - `"kl"`, `"kl_reverse"`, `"kl_mean"`: KL(π_RL‖π_base), KL(π_base‖π_RL) or their mean >= `tau`;
+            - `"random"`: with probability `tau`.
+        tau (`float`, *optional*, defaults to `-0.35`): threshold of the selection rule (paper Δlog p: -0.3 to -0.4);
+            `None` for `"all"` (the default threshold is dropped when `selection="all"`).
+        candidate_top_k (`int`, *optional*, defaults to `50`): π_extra is restricted to the generator's top-k tokens
+            (plus the candidate); `None` for the whole vocabulary. Not `generate`'s `top_k` sampling, which goes in
+            the `GenerationConfig`. Formerly `top_k` (still accepted until hf_dlp 0.3.0, with a `FutureWarning`).
+        generator (`str`, *optional*): which model generates, `"rl"` (guided by the base) or `"base"` (guided by the RL
+            model, the paper's Fig. 4 setting). `None`: decided by the entry point (which model is passed as the other
+            one; the exported `custom_generate` and `extrapolation_sweep` take `"rl"`).
+        block_size (`int` or `str`, *optional*): block-verified (speculative) decoding: the generator drafts
+            `block_size` tokens (1 to 64) with its own cache, the other model scores them in one forward, and the first
+            position the rule re-draws ends the block (exact: same greedy tokens, same sampling distribution as the
+            per-token processor). `"auto"` adapts the length (grow by 2 after a block accepted whole, shrink by 1
+            after an early cut, as transformers' assisted generation). `None` (default): the per-token processor.
+
+    > The checkpoint's sampling defaults
+
+    Args:
+        temperature (`float`, *optional*, defaults to `1.0`): sampling temperature the exported `custom_generate` uses
+            when a call sets no sampling settings of its own.
+        top_p (`float`, *optional*, defaults to `0.7`): nucleus sampling the exported `custom_generate` uses likewise
+            (paper: 0.7).
+
+    Everywhere else sampling is `generate`'s business: pass a `GenerationConfig` (or `temperature=`, `top_p=`
+    keywords) to the call; these two fields never override it.
 
     Examples:
 
@@ -37,53 +98,111 @@ class ExtrapolationConfig:
     ...     _ = config.save_pretrained(folder)
     ...     loaded = ExtrapolationConfig.from_pretrained(folder)
     >>> loaded == config, loaded.processor_kwargs()
-    (True, {'gamma': 0.05, 'selection': 'delta_logp', 'tau': -0.3, 'top_k': 50})
+    (True, {'gamma': 0.05, 'selection': 'delta_logp', 'tau': -0.3, 'candidate_top_k': 50})
+    >>> config.with_overrides(gamma=0.2).gamma
+    0.2
+    >>> ExtrapolationConfig(gamma=1e39)
+    Traceback (most recent call last):
+    ...
+    ValueError: `gamma` must be a number <= 10000.0, got 1e+39. ...
     """
 
     base_model_name_or_path: str | None = None
     gamma: float = 0.1
-    selection: Literal["all", "delta_logp", "entropy", "kl", "kl_reverse", "kl_mean", "random"] = "delta_logp"
+    selection: SelectionRule = "delta_logp"
     tau: float | None = -0.35
-    top_k: int | None = 50
+    candidate_top_k: int | None = 50
+    generator: GeneratorRole | None = None
+    temperature: float | None = 1.0
     top_p: float | None = 0.7
-    temperature: float = 1.0
-    generator: Literal["rl", "base"] = "rl"
+    block_size: int | str | None = None
+    # Deprecated spelling of `candidate_top_k` (hf_dlp 0.1); removed in 0.3.0.
+    top_k: InitVar[int | None] = None
 
-    def __post_init__(self):
+    def __post_init__(self, top_k: int | None = None):
+        if top_k is not None:
+            if self.candidate_top_k not in (None, ExtrapolationConfig.candidate_top_k):
+                raise TypeError("ExtrapolationConfig got both `top_k` (deprecated) and `candidate_top_k`; pass one.")
+            renamed = {"top_k": top_k}
+            rename_argument(renamed, "top_k", "candidate_top_k", where="ExtrapolationConfig")
+            self.candidate_top_k = renamed["candidate_top_k"]
         if isinstance(self.tau, str) and self.tau.lower() == "none":  # CLI strings
             self.tau = None
         if self.selection == "all" and self.tau == ExtrapolationConfig.tau:
             self.tau = None  # the default threshold belongs to "delta_logp"; "all" takes none
-        check_extrapolation_arguments(self.gamma, self.selection, self.tau, self.top_k)
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"`top_p` must be in (0, 1] (paper: 0.7) or None, got {self.top_p!r}.")
-        if not self.temperature > 0:
-            raise ValueError(
-                f"`temperature` must be > 0, got {self.temperature!r}; for greedy decoding pass "
-                "`do_sample=False` to generate instead."
-            )
-        if self.generator not in GENERATOR_ROLES:
-            raise ValueError(f"`generator` must be one of {GENERATOR_ROLES}, got {self.generator!r}.")
+        if self.base_model_name_or_path is not None:
+            self.base_model_name_or_path = str(self.base_model_name_or_path)
+        self.gamma = check_number(
+            "gamma",
+            self.gamma,
+            minimum=0.0,
+            maximum=MAX_GAMMA,
+            hint="(0 replaces with the RL model's tokens, > 0 extrapolates past them; beyond 1e4 nothing changes.)",
+        )
+        check_choice("selection", self.selection, SELECTION_RULES)
+        self.tau = _check_tau(self.selection, self.tau)
+        self.candidate_top_k = check_number(
+            "candidate_top_k",
+            self.candidate_top_k,
+            integer=True,
+            minimum=1,
+            allow_none=True,
+            hint="Use a positive number of candidates (paper: 50), or None for the whole vocabulary.",
+        )
+        if self.generator is not None:
+            check_choice("generator", self.generator, GENERATOR_ROLES)
+        self.temperature = check_number(
+            "temperature",
+            self.temperature,
+            minimum=0.0,
+            exclusive_minimum=True,
+            allow_none=True,
+            hint="For greedy decoding pass `do_sample=False` to generate instead.",
+        )
+        self.top_p = check_number(
+            "top_p", self.top_p, minimum=0.0, exclusive_minimum=True, maximum=1.0, allow_none=True
+        )
+        self.block_size = _check_block_size(self.block_size)
+
+    def with_overrides(self, **overrides: Any) -> ExtrapolationConfig:
+        """A validated copy with some fields replaced (`top_k` is the deprecated spelling of `candidate_top_k`)."""
+        if not overrides:
+            return self
+        renamed = dict(overrides)
+        rename_argument(renamed, "top_k", "candidate_top_k", where="ExtrapolationConfig.with_overrides")
+        known = {spec.name for spec in fields(self)}
+        unknown = sorted(set(renamed) - known)
+        if unknown:
+            raise TypeError(f"ExtrapolationConfig has no field(s) {unknown}; its fields are {sorted(known)}.")
+        return dataclasses.replace(self, **renamed)
 
     def processor_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `ExtrapolationLogitsProcessor` / `generate_with_extrapolation`."""
-        return {"gamma": self.gamma, "selection": self.selection, "tau": self.tau, "top_k": self.top_k}
+        """The settings of the extrapolation itself (γ, the selection rule, τ and the candidate set)."""
+        return {
+            "gamma": self.gamma,
+            "selection": self.selection,
+            "tau": self.tau,
+            "candidate_top_k": self.candidate_top_k,
+        }
 
     def generation_kwargs(self) -> dict[str, Any]:
-        """Sampling settings for `generate` (`do_sample`, `temperature`, `top_p`)."""
-        kwargs: dict[str, Any] = {"do_sample": True, "temperature": self.temperature}
+        """The checkpoint's sampling defaults as `generate` keywords (`do_sample`, `temperature`, `top_p`)."""
+        kwargs: dict[str, Any] = {"do_sample": True}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
         if self.top_p is not None:
             kwargs["top_p"] = self.top_p
         return kwargs
 
     def to_dict(self) -> dict[str, Any]:
-        from hf_dlp import __version__
-
-        return {**asdict(self), "hf_dlp_version": __version__}
+        return {**asdict(self), "hf_dlp_version": _hf_dlp_version()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExtrapolationConfig:
-        """Build from a dict; unknown keys (from a newer version) are dropped with a warning."""
+        """Build from a dict; files written by hf_dlp 0.1 (`top_k`) load; unknown keys are dropped with a warning."""
+        data = dict(data)
+        if "top_k" in data and "candidate_top_k" not in data:  # the 0.1 file format
+            data["candidate_top_k"] = data.pop("top_k")
         known = {spec.name for spec in fields(cls)}
         unknown = sorted(set(data) - known - {"hf_dlp_version"})
         if unknown:
@@ -136,4 +255,134 @@ class ExtrapolationConfig:
         return str(info)
 
 
-__all__ = ["CONFIG_NAME", "SELECTION_RULES", "ExtrapolationConfig"]
+def _check_tau(selection: str, tau: Any) -> float | None:
+    if selection == "all":
+        if tau is not None:
+            raise ValueError(
+                f"`selection='all'` selects every position and takes no threshold; got `tau={tau!r}`. "
+                "Leave `tau=None` or choose a selective rule such as 'delta_logp'."
+            )
+        return None
+    hint = "a negative log-probability gap such as -0.35" if selection == "delta_logp" else "a number"
+    if tau is None:
+        raise ValueError(f"`selection={selection!r}` needs a threshold `tau` ({hint}); got `tau=None`.")
+    tau = check_number("tau", tau, hint=f"`selection={selection!r}` needs {hint}.")
+    if selection in MAGNITUDE_RULES and tau < 0:
+        raise ValueError(
+            f"`selection={selection!r}` selects positions whose score is >= `tau`, and the score is never "
+            f"negative; got `tau={tau!r}`. Use `tau >= 0`."
+        )
+    if selection == "random" and not 0 <= tau <= 1:
+        raise ValueError(
+            f"`selection='random'` uses `tau` as a selection probability; got `tau={tau!r}`, use a value in [0, 1]."
+        )
+    return tau
+
+
+def _check_block_size(block_size: Any) -> int | str | None:
+    if isinstance(block_size, str):  # CLI strings
+        text = block_size.strip().lower()
+        if text == "none":
+            return None
+        if text == AUTO_BLOCK_SIZE:
+            return AUTO_BLOCK_SIZE
+        if text.isdigit():
+            block_size = int(text)
+        else:
+            raise ValueError(
+                f"`block_size` must be a number of tokens, 'auto' or None, got {block_size!r}. Use e.g. "
+                "`block_size=8`, `block_size='auto'` (adaptive) or `block_size=None` (one token per step)."
+            )
+    return check_number(
+        "block_size",
+        block_size,
+        integer=True,
+        minimum=1,
+        maximum=MAX_BLOCK_SIZE,
+        allow_none=True,
+        hint="Use e.g. 8, 'auto' (adaptive), or None for the per-token processor.",
+    )
+
+
+def _hf_dlp_version() -> str | None:
+    try:
+        from hf_dlp import __version__
+    except ImportError:  # inside an exported custom_generate without hf_dlp installed
+        return None
+    return __version__
+
+
+def pop_overrides(kwargs: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """Take the `ExtrapolationConfig` overrides (`OVERRIDE_KEYS`, and the deprecated `top_k`) out of `kwargs`.
+
+    Until hf_dlp 0.3.0 a `top_k=` keyword given to an extrapolation entry point still means the candidate set
+    (`candidate_top_k`), with a `FutureWarning`; from 0.3.0 it is `generate`'s own top-k sampling.
+
+    Examples:
+
+    >>> import warnings
+    >>> kwargs = {"gamma": 0.2, "max_new_tokens": 8}
+    >>> pop_overrides(kwargs, where="generate_with_extrapolation"), kwargs
+    ({'gamma': 0.2}, {'max_new_tokens': 8})
+    """
+    rename_argument(kwargs, "top_k", "candidate_top_k", where=where)
+    return {key: kwargs.pop(key) for key in OVERRIDE_KEYS if key in kwargs}
+
+
+def resolve_config(
+    config: ExtrapolationConfig | None, overrides: dict[str, Any], *, default: ExtrapolationConfig | None = None
+) -> ExtrapolationConfig:
+    """`config` (or `default`, or `ExtrapolationConfig()`) with `overrides` applied, validated.
+
+    Examples:
+
+    >>> resolve_config(None, {"gamma": 0.3}).gamma
+    0.3
+    >>> resolve_config({"gamma": 0.3}, {})
+    Traceback (most recent call last):
+    ...
+    TypeError: `config` must be an ExtrapolationConfig, got dict; build one with `ExtrapolationConfig(gamma=..., ...)` (or `ExtrapolationConfig.from_dict`).
+    """
+    if config is None:
+        config = default if default is not None else ExtrapolationConfig()
+    elif not isinstance(config, ExtrapolationConfig):
+        raise TypeError(
+            f"`config` must be an ExtrapolationConfig, got {type(config).__name__}; build one with "
+            "`ExtrapolationConfig(gamma=..., ...)` (or `ExtrapolationConfig.from_dict`)."
+        )
+    return config.with_overrides(**overrides)
+
+
+__all__ = [
+    "AUTO_BLOCK_SIZE",
+    "CONFIG_NAME",
+    "GENERATOR_ROLES",
+    "MAX_BLOCK_SIZE",
+    "MAX_GAMMA",
+    "OVERRIDE_KEYS",
+    "SELECTION_RULES",
+    "ExtrapolationConfig",
+    "GeneratorRole",
+    "SelectionRule",
+    "pop_overrides",
+    "resolve_config",
+]
+
+
+def check_extrapolation_arguments(gamma: float, selection: str, tau: float | None, top_k: int | None = None) -> None:
+    """Deprecated (removed in hf_dlp 0.3.0): build an `ExtrapolationConfig`, which validates its fields.
+
+    Examples:
+
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     check_extrapolation_arguments(0.1, "delta_logp", -0.35, 50)
+    """
+    warnings.warn(
+        f"`check_extrapolation_arguments` is deprecated and will be removed in hf_dlp {REMOVAL_VERSION}; build an "
+        "`ExtrapolationConfig(gamma=..., selection=..., tau=..., candidate_top_k=...)`, which validates them.",
+        FutureWarning,
+        stacklevel=2,
+    )
+    ExtrapolationConfig(gamma=gamma, selection=selection, tau=tau, candidate_top_k=top_k)

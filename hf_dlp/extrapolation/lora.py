@@ -4,18 +4,26 @@ The paper's stated cost of extrapolation is two full models at test time. When t
 the base model, the base distribution is the same network with the adapter switched off, so no second copy of the
 weights is needed: `adapter_disabled_view(peft_model)` is a drop-in "base model" for `ExtrapolationLogitsProcessor`
 whose forward runs under `peft_model.disable_adapter()`, with its own KV cache (the adapter changes the keys/values, so
-the two sides cannot share one).
+the two sides cannot share one). `generate_with_extrapolation(lora_model, one_forward=True)` goes further: one batched
+forward a step for both halves (`OneForwardLoraSampler`, which hands the base half to a `SharedForwardScorer`).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from transformers import DynamicCache
 
-from .processor import ExtrapolationLogitsProcessor
+from .decoding import draw_next_tokens
+from .scorers import SharedForwardScorer
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 
-def is_lora_model(model) -> bool:
+def is_lora_model(model: PreTrainedModel | PeftModel) -> bool:
     """Whether `model` is a peft model with a LoRA adapter.
 
     Examples:
@@ -55,7 +63,7 @@ class AdapterDisabledView:
     True
     """
 
-    def __init__(self, peft_model):
+    def __init__(self, peft_model: PeftModel):
         if not is_lora_model(peft_model):
             raise ValueError(
                 f"`peft_model` must be a peft model with a LoRA adapter, got {type(peft_model).__name__}. "
@@ -63,6 +71,10 @@ class AdapterDisabledView:
             )
         self.peft_model = peft_model
         self.config = peft_model.get_base_model().config
+
+    def get_base_model(self) -> PreTrainedModel:
+        """The transformers model inside the peft model (its LoRA layers are active unless called through the view)."""
+        return self.peft_model.get_base_model()
 
     @property
     def device(self) -> torch.device:
@@ -73,7 +85,7 @@ class AdapterDisabledView:
             return self.peft_model(**kwargs)
 
 
-def adapter_disabled_view(peft_model) -> AdapterDisabledView:
+def adapter_disabled_view(peft_model: PeftModel) -> AdapterDisabledView:
     """`AdapterDisabledView(peft_model)`: pass it as `base_model=` to extrapolate with one set of weights.
 
     Examples:
@@ -87,36 +99,15 @@ def adapter_disabled_view(peft_model) -> AdapterDisabledView:
     return AdapterDisabledView(peft_model)
 
 
-class SharedForwardProcessor(ExtrapolationLogitsProcessor):
-    """An `ExtrapolationLogitsProcessor` whose other-model logits come from the caller's batched forward.
-
-    `OneForwardLoraSampler` runs the RL rows and the base rows of a LoRA model in one forward and hands the base half
-    to the processor through `supplied_logits` before each call; the decision logic is the parent's, unchanged.
-    See `OneForwardLoraSampler` for an example.
-    """
-
-    supplied_logits: torch.Tensor | None = None
-
-    def _forward(self, input_ids: torch.LongTensor, positions: torch.LongTensor) -> torch.Tensor:
-        logits, self.supplied_logits = self.supplied_logits, None
-        if logits is None:
-            raise RuntimeError(
-                "SharedForwardProcessor has no base logits for this step: it must be driven by "
-                "`OneForwardLoraSampler` (generate_with_extrapolation(..., one_forward=True))."
-            )
-        self._positions = positions[:, -1:]
-        self.other_tokens += input_ids.numel()
-        return logits.float()
-
-
 class OneForwardLoraSampler:
     """A `custom_generate` callable: greedy/sampling decoding where each step runs the RL rows (adapter on) and the
     base rows (`"__base__"`, adapter off) of one peft LoRA model in a single batched forward with one KV cache.
 
-    `generate` prepares everything (expanded inputs, processors with the `SharedForwardProcessor`, warpers, stopping
-    criteria) and calls it; the loop mirrors `GenerationMixin._sample` (same random draws), so outputs equal the
-    two-model path's. `return_dict_in_generate` is not supported (token ids are returned).
-    `generate_with_extrapolation(lora_model, one_forward=True, ...)` sets it up with a `SharedForwardProcessor`.
+    `generate` prepares everything (expanded inputs, processors, warpers, stopping criteria) and calls it; the base
+    half of each forward goes to the extrapolation processor's `SharedForwardScorer`. The loop draws tokens as
+    `GenerationMixin._sample` does (`draw_next_tokens`, same random numbers), so outputs equal the two-model path's.
+    `return_dict_in_generate` is not supported (token ids are returned).
+    `generate_with_extrapolation(lora_model, one_forward=True, ...)` sets it up.
 
     Examples:
 
@@ -127,21 +118,21 @@ class OneForwardLoraSampler:
     >>> config = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     >>> lora = get_peft_model(build_tiny_causal_lm(size="nano"), config).eval()
     >>> batch = tok(["Q: 1+2?", "Q: 10+7?"], return_tensors="pt", padding=True)
-    >>> kwargs = dict(gamma=0.5, **batch, max_new_tokens=4, do_sample=False)
+    >>> kwargs = dict(gamma=0.5, selection="all", **batch, max_new_tokens=4, do_sample=False)
     >>> two_calls = generate_with_extrapolation(lora, **kwargs)
     >>> one_forward = generate_with_extrapolation(lora, one_forward=True, **kwargs)
     >>> one_forward.shape, bool((one_forward == two_calls).all())
     (torch.Size([2, 12]), True)
     """
 
-    def __init__(self, peft_model):
+    def __init__(self, peft_model: PeftModel):
         if not is_lora_model(peft_model):
             raise ValueError(
                 f"`peft_model` must be a peft model with a LoRA adapter, got {type(peft_model).__name__}."
             )
         self.peft_model = peft_model
 
-    def __call__(self, model, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs):
+    def _check(self, logits_processor, generation_config) -> SharedForwardScorer:
         if self.peft_model.training:
             raise ValueError(
                 "peft mixed-adapter batches need the model in eval mode; call `model.eval()` before "
@@ -152,9 +143,16 @@ class OneForwardLoraSampler:
                 "`one_forward=True` returns token ids only; set `return_dict_in_generate=False` or use "
                 "`one_forward=False`."
             )
-        processor = next((p for p in logits_processor if isinstance(p, SharedForwardProcessor)), None)
-        if processor is None:
-            raise ValueError("OneForwardLoraSampler needs a SharedForwardProcessor in `logits_processor`.")
+        scorers = [p.scorer for p in logits_processor if isinstance(getattr(p, "scorer", None), SharedForwardScorer)]
+        if not scorers:
+            raise ValueError(
+                "OneForwardLoraSampler needs an ExtrapolationLogitsProcessor with a SharedForwardScorer in "
+                "`logits_processor`; use `generate_with_extrapolation(lora_model, one_forward=True, ...)`."
+            )
+        return scorers[0]
+
+    def __call__(self, model, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs):
+        scorer = self._check(logits_processor, generation_config)
         batch = input_ids.shape[0]
         prompt_mask = model_kwargs.get("attention_mask")
         prompt_mask = torch.ones_like(input_ids) if prompt_mask is None else prompt_mask
@@ -171,19 +169,16 @@ class OneForwardLoraSampler:
                 input_ids=step_ids,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
                 adapter_names=names,
             )
-            cache = outputs.past_key_values
+            cache = outputs.cache
             logits = outputs.logits[:, -1].to(dtype=torch.float32, device=input_ids.device)
-            processor.supplied_logits = logits[batch:]
+            scorer.supply(logits[batch:])
             scores = logits_processor(input_ids, logits[:batch])
-            if generation_config.do_sample:
-                next_tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-            else:
-                next_tokens = torch.argmax(scores, dim=-1)
+            next_tokens = draw_next_tokens(scores, do_sample=bool(generation_config.do_sample))
             if has_eos:
                 next_tokens = next_tokens * unfinished + pad * (1 - unfinished)
             input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
@@ -193,3 +188,6 @@ class OneForwardLoraSampler:
             step_ids = torch.cat([next_tokens, next_tokens])[:, None]
             mask = torch.cat([mask, mask.new_ones(2 * batch, 1)], dim=-1)
             positions = positions[:, -1:] + 1
+
+
+__all__ = ["AdapterDisabledView", "OneForwardLoraSampler", "adapter_disabled_view", "is_lora_model"]

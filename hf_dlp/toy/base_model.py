@@ -6,72 +6,23 @@ pretrained base model has on real math. The result is cached on disk, keyed by i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
-from .models import TINY_ARCHS, TINY_SIZES, build_tiny_causal_lm
-from .task import TASK_LEVELS, format_solution, make_arithmetic_dataset
+from .models import build_tiny_causal_lm
+from .settings import BaseModelSettings
+from .task import format_solution, make_arithmetic_dataset
 from .tokenizer import build_char_tokenizer, load_char_tokenizer
 
 SETTINGS_FILE = "hf_dlp_base_model.json"
-
-
-@dataclass(frozen=True)
-class BaseModelSettings:
-    """Settings of `make_toy_base_model`; they also key its cache.
-
-    Args:
-        arch (`str`, defaults to `"qwen2"`): tiny architecture (`"qwen2"` or `"llama"`).
-        size (`str`, defaults to `"micro"`): one of `TINY_SIZES`.
-        level (`str`, defaults to `"easy"`): task level the model is fine-tuned on.
-        num_train_examples (`int`, defaults to `4000`): distinct training problems.
-        wrong_answer_share (`float`, defaults to `0.6`): share of worked answers whose result is off by 1 to 3.
-        chat_share (`float`, defaults to `0.5`): share of examples shown in chat form (the rest plain).
-        max_steps (`int`, defaults to `600`): optimizer steps.
-        batch_size (`int`, defaults to `64`): sequences per step.
-        learning_rate (`float`, defaults to `5e-3`): peak AdamW learning rate (linear decay, 5% warm-up).
-        seed (`int`, defaults to `0`): seed of the data, the initialisation and the batches.
-    """
-
-    arch: str = "qwen2"
-    size: str = "micro"
-    level: str = "easy"
-    num_train_examples: int = 4000
-    wrong_answer_share: float = 0.6
-    chat_share: float = 0.5
-    max_steps: int = 600
-    batch_size: int = 64
-    learning_rate: float = 5e-3
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.arch not in TINY_ARCHS:
-            raise ValueError(f"`arch` must be one of {TINY_ARCHS}, got {self.arch!r}.")
-        if self.size not in TINY_SIZES:
-            raise ValueError(f"`size` must be one of {tuple(TINY_SIZES)}, got {self.size!r}.")
-        if self.level not in TASK_LEVELS:
-            raise ValueError(f"`level` must be one of {TASK_LEVELS}, got {self.level!r}.")
-        for name in ("wrong_answer_share", "chat_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}.")
-        for name in ("num_train_examples", "max_steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
-        if self.learning_rate <= 0:
-            raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate}.")
-
-    def cache_key(self) -> str:
-        payload = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def default_cache_dir() -> Path:
@@ -82,7 +33,9 @@ def default_cache_dir() -> Path:
 def _training_texts(settings: BaseModelSettings, tokenizer) -> list[tuple[str, str]]:
     """(prompt text, completion text) pairs; a share of completions carry a wrong result."""
     rng = random.Random(settings.seed)
-    dataset = make_arithmetic_dataset(level=settings.level, num_examples=settings.num_train_examples, seed=settings.seed)
+    dataset = make_arithmetic_dataset(
+        level=settings.level, num_examples=settings.num_train_examples, seed=settings.seed
+    )
     pairs = []
     for row in dataset:
         answer = int(row["answer"])
@@ -117,7 +70,9 @@ def _encode(pairs: list[tuple[str, str]], tokenizer) -> tuple[torch.Tensor, torc
     return input_ids, labels
 
 
-def train_toy_base_model(settings: BaseModelSettings, progress: bool = True) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+def train_toy_base_model(
+    settings: BaseModelSettings, progress: bool = True
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """Fine-tune a fresh tiny model on the toy task (plain PyTorch loop on CPU); deterministic under the seed."""
     tokenizer = build_char_tokenizer()
     model = build_tiny_causal_lm(settings.arch, settings.size, seed=settings.seed, tokenizer=tokenizer)
@@ -136,7 +91,9 @@ def train_toy_base_model(settings: BaseModelSettings, progress: bool = True) -> 
         index = torch.randint(0, input_ids.shape[0], (settings.batch_size,), generator=generator)
         mask = attention_mask[index]
         width = int(mask.sum(1).max())
-        loss = model(input_ids=input_ids[index, :width], attention_mask=mask[:, :width], labels=labels[index, :width]).loss
+        loss = model(
+            input_ids=input_ids[index, :width], attention_mask=mask[:, :width], labels=labels[index, :width]
+        ).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -166,10 +123,11 @@ def make_toy_base_model(
 
     Examples:
 
-    >>> import tempfile
+    >>> import contextlib, io, tempfile
     >>> from hf_dlp.toy import BaseModelSettings, make_toy_base_model
     >>> settings = BaseModelSettings(size="nano", num_train_examples=64, max_steps=2, batch_size=4)
-    >>> path = make_toy_base_model(settings, cache_dir=tempfile.mkdtemp(), progress=False)
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # DeepSpeed may print a notice on the first save
+    ...     path = make_toy_base_model(settings, cache_dir=tempfile.mkdtemp(), progress=False)
     >>> sorted(p.name for p in path.iterdir())[:2]
     ['chat_template.jinja', 'config.json']
     """

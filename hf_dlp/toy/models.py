@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
-from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, PreTrainedModel, Qwen2Config
+from ..arguments import check_choice, check_number
 
-from .tokenizer import build_char_tokenizer
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 TinyArch = Literal["qwen2", "llama"]
-TINY_ARCHS: tuple[str, ...] = ("qwen2", "llama")
+TINY_ARCHS: tuple[str, ...] = get_args(TinyArch)
 
+TinySize = Literal["nano", "micro", "small"]
 # (hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, intermediate_size)
-TINY_SIZES: dict[str, tuple[int, int, int, int, int]] = {
-    "nano": (32, 1, 2, 1, 64),
-    "micro": (64, 2, 4, 2, 128),
-    "small": (128, 4, 4, 2, 384),
-}
+TINY_SIZES: dict[str, tuple[int, int, int, int, int]] = dict(
+    zip(get_args(TinySize), [(32, 1, 2, 1, 64), (64, 2, 4, 2, 128), (128, 4, 4, 2, 384)], strict=True)
+)
 
 
 def build_tiny_causal_lm(
     arch: TinyArch = "qwen2",
-    size: str = "micro",
+    size: TinySize = "micro",
     *,
     vocab_size: int | None = None,
     seed: int = 0,
     max_position_embeddings: int = 512,
-    tokenizer=None,
+    tokenizer: PreTrainedTokenizerFast | None = None,
 ) -> PreTrainedModel:
     """Build a tiny randomly initialised Qwen2 or Llama causal LM that matches the toy tokenizer.
 
@@ -53,17 +52,22 @@ def build_tiny_causal_lm(
     >>> model.config.model_type, model.config.vocab_size, model.generation_config.pad_token_id
     ('llama', 128, 0)
     """
-    if arch not in TINY_ARCHS:
-        raise ValueError(f"`arch` must be one of {TINY_ARCHS}, got {arch!r}.")
-    if size not in TINY_SIZES:
-        raise ValueError(f"`size` must be one of {tuple(TINY_SIZES)}, got {size!r}.")
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
+
+    from .tokenizer import build_char_tokenizer
+
+    check_choice("arch", arch, TINY_ARCHS)
+    check_choice("size", size, tuple(TINY_SIZES))
     tokenizer = tokenizer if tokenizer is not None else build_char_tokenizer()
-    vocab_size = len(tokenizer) if vocab_size is None else vocab_size
-    if vocab_size < len(tokenizer):
-        raise ValueError(
-            f"`vocab_size` ({vocab_size}) is smaller than the tokenizer ({len(tokenizer)} tokens); "
-            "use at least the tokenizer's length."
-        )
+    vocab_size = check_number(
+        "vocab_size",
+        len(tokenizer) if vocab_size is None else vocab_size,
+        integer=True,
+        minimum=len(tokenizer),
+        hint="Use at least the tokenizer's length.",
+    )
+    seed = check_number("seed", seed, integer=True)
     hidden, layers, heads, kv_heads, intermediate = TINY_SIZES[size]
     config_class = Qwen2Config if arch == "qwen2" else LlamaConfig
     config = config_class(

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, get_args
 
-from datasets import Dataset
+from ..arguments import check_choice, check_number
 
-TASK_LEVELS: tuple[str, ...] = ("easy", "medium", "hard")
-PROMPT_FORMS: tuple[str, ...] = ("plain", "chat")
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+TaskLevel = Literal["easy", "medium", "hard"]
+TASK_LEVELS: tuple[str, ...] = get_args(TaskLevel)
+PromptForm = Literal["plain", "chat"]
+PROMPT_FORMS: tuple[str, ...] = get_args(PromptForm)
 
 _TEMPLATES = (
     "What is {expr}?",
@@ -32,20 +38,31 @@ class ToyTaskConfig:
             `"plain"` gives a string prompt `"Q: ...\\nA: "`; `"chat"` a list of chat messages for a chat template.
         seed (`int`, *optional*, defaults to `0`):
             Seed of the problem generator; the same config always gives the same dataset.
+
+    Examples:
+
+    >>> config = ToyTaskConfig(level="medium", num_examples=3)
+    >>> make_arithmetic_dataset(config).num_rows
+    3
+    >>> ToyTaskConfig(level="expert")
+    Traceback (most recent call last):
+    ...
+    ValueError: `level` must be one of ('easy', 'medium', 'hard'), got 'expert'.
     """
 
-    level: str = "easy"
+    level: TaskLevel = "easy"
     num_examples: int = 256
-    prompt_form: str = "plain"
+    prompt_form: PromptForm = "plain"
     seed: int = 0
 
     def __post_init__(self):
-        if self.level not in TASK_LEVELS:
-            raise ValueError(f"`level` must be one of {TASK_LEVELS}, got {self.level!r}.")
-        if self.prompt_form not in PROMPT_FORMS:
-            raise ValueError(f"`prompt_form` must be one of {PROMPT_FORMS}, got {self.prompt_form!r}.")
-        if self.num_examples < 1:
-            raise ValueError(f"`num_examples` must be at least 1, got {self.num_examples}.")
+        check_choice("level", self.level, TASK_LEVELS)
+        check_choice("prompt_form", self.prompt_form, PROMPT_FORMS)
+        # Frozen: store the checked values as plain ints (numpy or tensor scalars are accepted).
+        object.__setattr__(
+            self, "num_examples", check_number("num_examples", self.num_examples, integer=True, minimum=1)
+        )
+        object.__setattr__(self, "seed", check_number("seed", self.seed, integer=True))
 
 
 def _operands(level: str, rng: random.Random) -> list[tuple[str, int]]:
@@ -53,7 +70,11 @@ def _operands(level: str, rng: random.Random) -> list[tuple[str, int]]:
         return [("+", rng.randrange(0, 20)), (rng.choice("+-"), rng.randrange(0, 10))]
     if level == "medium":
         return [("+", rng.randrange(10, 1000)), (rng.choice("+-"), rng.randrange(10, 1000))]
-    return [("+", rng.randrange(10, 100)), (rng.choice("+-"), rng.randrange(10, 100)), (rng.choice("+-"), rng.randrange(1, 100))]
+    return [
+        ("+", rng.randrange(10, 100)),
+        (rng.choice("+-"), rng.randrange(10, 100)),
+        (rng.choice("+-"), rng.randrange(1, 100)),
+    ]
 
 
 def _expression(operands: list[tuple[str, int]]) -> str:
@@ -103,6 +124,8 @@ def make_arithmetic_dataset(config: ToyTaskConfig | None = None, **kwargs) -> Da
     >>> make_arithmetic_dataset(num_examples=1, prompt_form="chat")[0]["prompt"][0]["role"]
     'user'
     """
+    from datasets import Dataset
+
     if config is None:
         config = ToyTaskConfig(**kwargs)
     elif kwargs:

@@ -18,12 +18,25 @@ Returns:
 
 
 class MathAccuracy(evaluate.Metric):
+    """Accuracy of the last `\\boxed{}` answer of each prediction, checked with math_verify.
+
+    Examples:
+
+    >>> import evaluate
+    >>> from hf_dlp.evaluation import MATH_ACCURACY_METRIC_PATH
+    >>> metric = evaluate.load(MATH_ACCURACY_METRIC_PATH)
+    >>> metric.compute(predictions=["\\\\boxed{\\\\frac{1}{2}}", "\\\\boxed{3}"], references=["0.5", "4"])
+    {'accuracy': 0.5}
+    """
+
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
         )
 
     def _compute(self, predictions, references):

@@ -1,4 +1,5 @@
-"""Figures of the extrapolation sweeps (matplotlib, Agg backend): they return the Figure and write only given a path."""
+"""Figures of the sweeps: they build a `matplotlib.figure.Figure` directly (no pyplot, the global backend is never
+switched), return it, and write it only when given a path."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .sweeps import SweepResult
+    from .result import SweepResult
 
 _LABELS = {
     "delta_logp": "Δlog p",
@@ -21,9 +22,6 @@ _LABELS = {
 
 
 def _new_figure(size=(5.5, 4.0)):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=size, layout="constrained")
@@ -54,7 +52,7 @@ def plot_replacement_sweep(result: SweepResult, path: str | Path | None = None) 
 
     Examples:
 
-    >>> from hf_dlp.extrapolation.sweeps import SweepResult
+    >>> from hf_dlp.sweeps import SweepResult
     >>> rows = [{"selection": "random", "tau": t, "gamma": 0.0, "avg_at_k": t / 2, "replacement_ratio": t}
     ...         for t in (0.1, 0.2)]
     >>> figure = plot_replacement_sweep(SweepResult("replacement", rows, {"base": 0.1, "rl": 0.5}))
@@ -85,7 +83,7 @@ def plot_extrapolation_sweep(result: SweepResult, path: str | Path | None = None
 
     Examples:
 
-    >>> from hf_dlp.extrapolation.sweeps import SweepResult
+    >>> from hf_dlp.sweeps import SweepResult
     >>> rows = [{"selection": "delta_logp", "tau": -0.3, "gamma": g, "avg_at_k": 0.5 + g, "replacement_ratio": 0.05}
     ...         for g in (0.0, 0.1)]
     >>> figure = plot_extrapolation_sweep(SweepResult("extrapolation", rows, {"base": 0.1, "rl": 0.5}))

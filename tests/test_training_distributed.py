@@ -7,7 +7,12 @@ the gradients, so both runs take the same step: parameters agree up to float sum
 statistics (gathered over ranks) agree exactly. (`"bnpo"`/`"grpo"` normalise per rank, so they would differ unless
 every rank held the same number of tokens: that is TRL's behaviour, not the reweighting's.)
 
-This file is also the worker: `python tests/test_grpo_distributed.py OUT_DIR MODEL_DIR`.
+The `"masks"` variant adds what needs the whole batch of every process: a Δlog p quantile token mask used as the loss
+mask (its batch quantile is computed exactly over all processes' tokens), the Δlog p monitor, and the `ppl_norm`
+response weights with one prompt group of 8 split across the two processes (so they are computed on the gathered
+batch). The masked tokens, the monitor's statistics and the parameters must again match one process.
+
+This file is also the worker: `python tests/test_training_distributed.py OUT_DIR MODEL_DIR [VARIANT]`.
 """
 
 from __future__ import annotations
@@ -32,13 +37,22 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(out_dir: str, model_dir: str) -> None:
+VARIANTS = {
+    "plain": dict(reweighting="low_prob", reweight_alpha=0.5, num_generations=4),
+    "masks": dict(
+        reweighting="ppl_norm", reweight_alpha=0.3, num_generations=8, token_mask_by="delta_logp_above",
+        token_mask_quantile=0.5, token_mask_mode="loss_mask", delta_logp_monitor=True,
+    ),
+}  # fmt: skip
+LOGGED = ("reweight/", "loss", "reward", "delta_logp/", "token_mask/")
+
+
+def _worker(out_dir: str, model_dir: str, variant: str = "plain") -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from hf_dlp.grpo_config import ReweightedGRPOConfig
-    from hf_dlp.grpo_trainer import ReweightedGRPOTrainer
     from hf_dlp.toy import load_char_tokenizer, make_arithmetic_dataset
+    from hf_dlp.training import ReweightedGRPOConfig, ReweightedGRPOTrainer
 
     class FixedCompletionsTrainer(ReweightedGRPOTrainer):
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
@@ -56,11 +70,9 @@ def _worker(out_dir: str, model_dir: str) -> None:
     num_processes = int(os.environ.get("WORLD_SIZE", "1"))
     args = ReweightedGRPOConfig(
         output_dir=out_dir,
-        reweighting="low_prob",
-        reweight_alpha=0.5,
+        **VARIANTS[variant],
         loss_type="dapo",
-        per_device_train_batch_size=8 // num_processes,  # the same global batch: 2 prompts x 4 completions
-        num_generations=4,
+        per_device_train_batch_size=8 // num_processes,  # the same global batch: 8 completions
         max_completion_length=8,
         max_steps=STEPS,
         learning_rate=0.1,
@@ -89,7 +101,7 @@ def _worker(out_dir: str, model_dir: str) -> None:
     if trainer.accelerator.is_main_process:
         torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, Path(out_dir) / "params.pt")
         logs = [
-            {k: v for k, v in log.items() if k.startswith(("reweight/", "loss", "reward"))}
+            {k: v for k, v in log.items() if k.startswith(LOGGED)}
             for log in trainer.state.log_history
         ]
         (Path(out_dir) / "logs.json").write_text(json.dumps({"num_processes": num_processes, "logs": logs[:STEPS]}))
@@ -106,39 +118,55 @@ RUN_SLOW = os.environ.get("HF_DLP_RUN_SLOW") == "1"
 slow = pytest.mark.skipif(not RUN_SLOW, reason="about 40 s per launch on 2 cores; set HF_DLP_RUN_SLOW=1 to run")
 
 
-@pytest.fixture(scope="module")
+_SINGLE_RUNS: dict[str, tuple[dict, dict]] = {}
+
+
+@pytest.fixture()
 def single_process_run(tiny_model_dir, tmp_path_factory):
-    """The reference: one process holding the whole global batch, run in this Python process."""
+    """The reference: one process holding the whole global batch, run in this Python process (once per variant)."""
     import torch
 
-    out = tmp_path_factory.mktemp("single")
-    _worker(str(out), str(tiny_model_dir))  # conftest runs the suite on one thread, like each worker
-    return json.loads((out / "logs.json").read_text()), torch.load(out / "params.pt")
+    def run(variant: str) -> tuple[dict, dict]:
+        if variant not in _SINGLE_RUNS:
+            out = tmp_path_factory.mktemp(f"single-{variant}")
+            _worker(str(out), str(tiny_model_dir), variant)  # conftest runs the suite on one thread, like each worker
+            _SINGLE_RUNS[variant] = json.loads((out / "logs.json").read_text()), torch.load(out / "params.pt")
+        return _SINGLE_RUNS[variant]
+
+    return run
 
 
 @pytest.mark.parametrize(
-    "accelerate_config",
+    ("accelerate_config", "variant"),
     [
-        "multi_cpu",
-        pytest.param("zero2", marks=slow),
-        pytest.param("zero3", marks=slow),
-        pytest.param("fsdp", marks=slow),
+        ("multi_cpu", "plain"),
+        ("multi_cpu", "masks"),
+        pytest.param("zero2", "plain", marks=slow),
+        pytest.param("zero3", "plain", marks=slow),
+        pytest.param("fsdp", "plain", marks=slow),
     ],
 )
-def test_two_processes_match_one_process(single_process_run, tiny_model_dir, tmp_path, accelerate_config):
+def test_two_processes_match_one_process(single_process_run, tiny_model_dir, tmp_path, accelerate_config, variant):
     import torch
 
-    one, params_one = single_process_run
+    one, params_one = single_process_run(variant)
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                 str(ROOT / "accelerate_configs" / f"{accelerate_config}.yaml"), "--num_processes", "2",
                 "--mixed_precision", "no", "--main_process_port", str(_free_port())]  # fmt: skip
-    two = _launch([*launcher, str(Path(__file__).resolve()), str(tmp_path), str(tiny_model_dir)], tmp_path)
+    worker = [str(Path(__file__).resolve()), str(tmp_path), str(tiny_model_dir), variant]
+    two = _launch([*launcher, *worker], tmp_path)
     assert (one["num_processes"], two["num_processes"]) == (1, 2)
     for log_one, log_two in zip(one["logs"], two["logs"], strict=True):
         assert log_one["reward"] == pytest.approx(log_two["reward"], abs=1e-6)
+        assert set(log_one) == set(log_two)
+        for key in sorted(k for k in log_one if k.startswith(LOGGED[3:])):  # mask and monitor statistics
+            assert log_one[key] == pytest.approx(log_two[key], rel=1e-5, abs=1e-7), key
         for key in ("reweight/weight_mean", "reweight/weight_max", "reweight/weight_min", "reweight/high_weight_frac"):
             assert log_one[key] == pytest.approx(log_two[key], rel=1e-5), key
-        assert log_one["reweight/weight_mean"] > 1.0
+        assert log_one["reweight/weight_mean"] != 1.0
+    if variant == "masks":  # step 2 really masks: half of the tokens, by a threshold Δlog p has moved away from 0
+        assert 0.3 < one["logs"][1]["token_mask/frac_selected"] < 0.8
+        assert one["logs"][1]["delta_logp/abs_mean"] > 0
     params_two = torch.load(tmp_path / "params.pt")
     initial = _initial_parameters(tiny_model_dir)
     for name, value in params_one.items():
@@ -154,4 +182,4 @@ def _initial_parameters(model_dir):
 
 
 if __name__ == "__main__":
-    _worker(*sys.argv[1:3])
+    _worker(*sys.argv[1:4])

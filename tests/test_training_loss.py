@@ -11,16 +11,15 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM
 from trl import GRPOTrainer
 
-from hf_dlp.grpo_config import ReweightedGRPOConfig
-from hf_dlp.grpo_trainer import PPL_WEIGHTS_KEY, ReweightedGRPOTrainer, check_trl_compatibility
-from hf_dlp.reweighting import dominate_weights, low_prob_weights, ppl_weights
+from hf_dlp.training import ReweightedGRPOConfig, ReweightedGRPOTrainer, check_trl_compatibility
+from hf_dlp.training.reweighting import dominate_weights, low_prob_weights, ppl_weights
+from hf_dlp.training.trainer import PPL_WEIGHTS_KEY, RESPONSE_WEIGHTS_KEY, TOKEN_MASK_KEY, _LossSlot
 
 ALPHA = 0.5  # larger than the paper's 0.2 so that the weights differ clearly from 1
 
 
 def _reward(completions, **kwargs):
     return [float(len(c) % 3) for c in completions]
-
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +49,26 @@ def trainer(tiny_model_dir, char_tokenizer, tmp_path_factory):
     return trainer
 
 
+ARGS = ("reweight_alpha", "ppl_weight_min", "reweight_advantage_sign", "token_mask_mode")
+
+
 @pytest.fixture()
 def configure(trainer):
-    """Set loss type and reweighting on the shared trainer for one test, and restore them afterwards."""
-    saved = (trainer.loss_type, trainer.reweighting, trainer.reweight_alpha, trainer.args.ppl_weight_min)
+    """Set loss type, reweighting and config fields on the shared trainer for one test, and restore them afterwards."""
+    saved = (trainer.loss_type, trainer.reweighting, trainer.reweight_alpha)
+    saved_args = {name: getattr(trainer.args, name) for name in ARGS}
 
-    def _configure(loss_type: str, reweighting: str, alpha: float = ALPHA):
+    def _configure(loss_type: str, reweighting: str, alpha: float = ALPHA, **args):
         trainer.loss_type, trainer.reweighting, trainer.reweight_alpha = loss_type, reweighting, alpha
+        trainer.args.reweight_alpha = alpha
+        for name, value in args.items():
+            setattr(trainer.args, name, value)
         return trainer
 
     yield _configure
-    trainer.loss_type, trainer.reweighting, trainer.reweight_alpha, trainer.args.ppl_weight_min = saved
+    trainer.loss_type, trainer.reweighting, trainer.reweight_alpha = saved
+    for name, value in saved_args.items():
+        setattr(trainer.args, name, value)
 
 
 def _batch(generator_seed: int = 0) -> dict[str, torch.Tensor]:
@@ -270,3 +278,116 @@ def test_vllm_importance_ratio_and_kl_stay_trls(configure):
     per_token = -batch["advantages"][:, None] * weights * batch["importance_sampling_ratio"] + 0.1 * kl
     expected = (per_token * mask).sum() / mask.sum()
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Every weight form with every TRL loss type; sign gating and token masks in the loss
+# ------------------------------------------------------------------------------------------------------------------
+
+LOSS_TYPES = ["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"]
+TOKEN_FORMS = {  # the authors' formulas (p = pi_old(y_t), c = alpha), written out here
+    "low_prob": lambda p, c: 1 + c - c * p,
+    "dominate": lambda p, c: c * p + 1 - c,
+    "middle": lambda p, c: c + (1 - p) * p,
+    "normalize": lambda p, c: 1 / (1 + c - p),
+}
+RESPONSE_FORMS = ("ppl", "ppl_raw", "ppl_norm", "ppl_norm_clamp")
+
+
+def _independent_weights(form: str, logps: torch.Tensor, mask: torch.Tensor, group: int = 2) -> torch.Tensor:
+    """The weights of `form` from log-probs, in plain torch (no hf_dlp code): (B, T) or (B,)."""
+    if form in TOKEN_FORMS:
+        return TOKEN_FORMS[form](logps.exp(), ALPHA)
+    mask = mask.float()
+    log_ppl = -(logps * mask).sum(1) / mask.sum(1)
+    if form == "ppl_raw":
+        return (1 - ALPHA * log_ppl).clamp(min=0)
+    grouped = log_ppl.view(-1, group)
+    unbiased = form == "ppl"
+    std = grouped.std(1, keepdim=True, correction=int(unbiased)) + (1e-4 if unbiased else 1e-6)
+    weights = (1 - ALPHA * (grouped - grouped.mean(1, keepdim=True)) / std).view(-1)
+    return weights.clamp(0.8, 1.2) if form == "ppl_norm_clamp" else weights
+
+
+def _trl_loss(trainer, batch, advantages=None, **overrides) -> torch.Tensor:
+    """TRL's own `_compute_loss` on `batch` with the advantages (and other fields) replaced."""
+    reference = {k: v for k, v in batch.items() if k not in (RESPONSE_WEIGHTS_KEY, TOKEN_MASK_KEY)}
+    if advantages is not None:
+        reference["advantages"] = advantages
+    return GRPOTrainer._compute_loss(trainer, trainer.model, {**reference, **overrides})
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+@pytest.mark.parametrize("form", [*TOKEN_FORMS, *RESPONSE_FORMS])
+def test_every_form_with_every_loss_type_is_trls_loss_on_reweighted_advantages(configure, loss_type, form):
+    """Ã = w · Â with w the form's formula, fed to TRL's own loss, for each of TRL's loss types."""
+    trainer = configure(loss_type, form)
+    batch = _batch(8)
+    with torch.no_grad():
+        weights = _independent_weights(form, _logps(trainer.model, batch), batch["completion_mask"])
+    if form in RESPONSE_FORMS:
+        batch[RESPONSE_WEIGHTS_KEY] = weights
+    loss = trainer._compute_loss(trainer.model, batch)
+    weights = weights if weights.dim() == 2 else weights[:, None]
+    expected = _trl_loss(trainer, batch, batch["advantages"][:, None] * weights)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(loss, _trl_loss(trainer, batch), atol=1e-5)  # the weights matter
+
+
+@pytest.mark.parametrize("sign", ["positive", "negative"])
+def test_sign_gate_in_the_loss(configure, sign):
+    trainer = configure("bnpo", "low_prob", reweight_advantage_sign=sign)
+    batch = _batch(9)
+    with torch.no_grad():
+        logps = _logps(trainer.model, batch)
+    weights = _independent_weights("low_prob", logps, batch["completion_mask"])
+    advantages = batch["advantages"]
+    gate = (advantages > 0 if sign == "positive" else advantages < 0)[:, None]
+    expected = _trl_loss(trainer, batch, torch.where(gate, advantages[:, None] * weights, advantages[:, None]))
+    torch.testing.assert_close(trainer._compute_loss(trainer.model, batch), expected, rtol=1e-5, atol=1e-6)
+    # The tokens outside the gate keep their advantage bit for bit.
+    slot = _LossSlot(dict(batch), None, None)
+    trainer._reweight(slot, logps)
+    reweighted = slot.inputs["advantages"]
+    for row in range(4):
+        if gate[row]:
+            assert not torch.equal(reweighted[row], advantages[row].expand_as(reweighted[row]))
+        else:
+            assert torch.equal(reweighted[row], advantages[row].expand_as(reweighted[row]))
+
+
+def _selection(batch) -> torch.Tensor:
+    selected = torch.zeros_like(batch["completion_mask"], dtype=torch.bool)
+    selected[:, 1::2] = True
+    return selected & batch["completion_mask"].bool()
+
+
+@pytest.mark.parametrize("reweighting", ["low_prob", "none"])
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_loss_mask_mode_trains_only_on_the_selected_tokens(configure, reweighting, loss_type):
+    """[`clip`] The selection becomes TRL's loss mask (through `tool_mask`, so attention is unchanged)."""
+    trainer = configure(loss_type, reweighting, token_mask_mode="loss_mask")
+    batch = _batch(10)
+    selected = _selection(batch)
+    batch[TOKEN_MASK_KEY] = selected
+    batch["num_items_in_batch"] = selected.sum()  # what the generation step sets in this mode
+    with torch.no_grad():
+        weights = _independent_weights("low_prob", _logps(trainer.model, batch), batch["completion_mask"])
+    advantages = batch["advantages"][:, None] * (weights if reweighting == "low_prob" else 1.0)
+    expected = _trl_loss(trainer, batch, advantages, tool_mask=selected.long())
+    torch.testing.assert_close(trainer._compute_loss(trainer.model, batch), expected, rtol=1e-5, atol=1e-6)
+    assert TOKEN_MASK_KEY in batch and "tool_mask" not in batch  # the caller's dict is left alone
+
+
+def test_reweight_mode_applies_the_weights_only_inside_the_selection(configure):
+    """[`reweight`] Ã = where(selected, w · Â, Â), combined with the sign gate as the authors combine their masks."""
+    trainer = configure("bnpo", "normalize", reweight_advantage_sign="positive", token_mask_mode="reweight")
+    batch = _batch(11)
+    selected = _selection(batch)
+    batch[TOKEN_MASK_KEY] = selected
+    with torch.no_grad():
+        weights = _independent_weights("normalize", _logps(trainer.model, batch), batch["completion_mask"])
+    advantages = batch["advantages"][:, None]
+    region = selected & (advantages > 0)
+    expected = _trl_loss(trainer, batch, torch.where(region, advantages * weights, advantages))
+    torch.testing.assert_close(trainer._compute_loss(trainer.model, batch), expected, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,139 @@
+"""The shape rules of the code base, checked on the source: module and function sizes, and the import graph.
+
+- No module under `hf_dlp/` over 500 lines, no function over 80 lines (its docstring not counted: the `Examples:`
+  blocks are documentation, not logic).
+- One package per capability (`analysis`, `extrapolation`, `training`) with shared foundations below them: a capability
+  never imports another one, nor the layers above them (`sweeps`, `demo`, `commands`); `analysis` and
+  `extrapolation` do not import `evaluation` either.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "hf_dlp"
+MODULES = sorted(PACKAGE.rglob("*.py"))
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+CAPABILITIES = ("analysis", "extrapolation", "training")
+ABOVE_CAPABILITIES = ("sweeps", "demo", "commands", "cli")
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(PACKAGE.parent))
+
+
+def _function_lengths(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            start = node.body[0]
+            if isinstance(start, ast.Expr) and isinstance(start.value, ast.Constant) and isinstance(start.value.value, str):
+                docstring_lines = start.end_lineno - start.lineno + 1
+            else:
+                docstring_lines = 0
+            yield node.name, node.lineno, node.end_lineno - node.lineno + 1 - docstring_lines
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Absolute names of every hf_dlp module `path` imports, at module level or inside functions."""
+    package_parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if package_parts[-1] == "__init__":
+        package_parts = package_parts[:-1]
+    else:
+        package_parts = package_parts[:-1]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package_parts[: len(package_parts) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name == "hf_dlp" or name.startswith("hf_dlp.")}
+
+
+def test_no_module_is_too_long():
+    long = {_relative(path): n for path in MODULES if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_no_function_is_too_long():
+    long = [
+        f"{_relative(path)}:{line} {name} ({length} lines)"
+        for path in MODULES
+        for name, line, length in _function_lengths(ast.parse(path.read_text()))
+        if length > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (docstrings excluded): {long}"
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+def test_a_capability_imports_no_other_capability_nor_a_layer_above(capability):
+    forbidden = [f"hf_dlp.{name}" for name in (*CAPABILITIES, *ABOVE_CAPABILITIES) if name != capability]
+    if capability in ("analysis", "extrapolation"):
+        forbidden.append("hf_dlp.evaluation")
+    found = {
+        _relative(path): sorted(name for name in _imported_modules(path) if name.startswith(tuple(forbidden)))
+        for path in sorted((PACKAGE / capability).rglob("*.py"))
+    }
+    found = {module: names for module, names in found.items() if names}
+    assert (PACKAGE / capability).is_dir(), f"hf_dlp/{capability}/ is missing"
+    assert not found, f"hf_dlp.{capability} imports what it must not: {found}"
+
+
+def test_foundations_import_no_capability():
+    foundations = [path for path in PACKAGE.glob("*.py") if path.stem not in ("__init__", "cli")]
+    forbidden = tuple(f"hf_dlp.{name}" for name in (*CAPABILITIES, *ABOVE_CAPABILITIES))
+    found = {
+        _relative(path): sorted(name for name in _imported_modules(path) if name.startswith(forbidden))
+        for path in foundations
+    }
+    found = {module: names for module, names in found.items() if names}
+    assert not found, f"foundation modules import capabilities: {found}"
+
+
+PUBLIC_PACKAGES = (
+    "hf_dlp.analysis",
+    "hf_dlp.extrapolation",
+    "hf_dlp.training",
+    "hf_dlp.sweeps",
+    "hf_dlp.toy",
+    "hf_dlp.demo",
+    "hf_dlp.arguments",
+    "hf_dlp.evaluation",
+    "hf_dlp.generation",
+    "hf_dlp.loading",
+    "hf_dlp.model_pair",
+    "hf_dlp.rewards",
+)
+
+
+@pytest.mark.parametrize("package", PUBLIC_PACKAGES)
+def test_every_public_class_has_a_runnable_example(package):
+    import importlib
+    import inspect
+
+    module = importlib.import_module(package)
+    missing = []
+    for name in module.__all__:
+        value = getattr(module, name)
+        if inspect.isclass(value) and value.__module__.startswith("hf_dlp"):
+            doc = inspect.getdoc(value) or ""
+            if "Examples:" not in doc or ">>>" not in doc:
+                missing.append(name)
+    assert not missing, f"public classes of {package} without a runnable `Examples:` block: {missing}"
+
+
+def test_the_demo_is_not_in_the_library_namespace():
+    import hf_dlp
+
+    assert not {"DemoConfig", "run_demo"} & set(hf_dlp.__all__)
+    with pytest.raises(AttributeError):
+        hf_dlp.run_demo  # noqa: B018
