@@ -6,9 +6,14 @@
    prefix every step, at 512 new tokens (target: ours >= 10x faster).
 3. LoRA: plain `generate` of the LoRA model vs the single-weights paths: a second, adapter-disabled call per token,
    and one batched forward of RL and base rows (`one_forward=True`; target <= 1.3x).
+4. Block-verified extrapolation (issue 11): selective `delta_logp` at a τ that selects 2-5 % of positions and dense
+   greedy at γ = 0.1, for B in {1, 4, 16} and tiny Llama at hidden 256 (4 layers) and 1024 (8 layers): the per-token
+   processor and the block path (`block_size=8` and `"auto"`) side by side, as ratios to plain `generate`, with the
+   block path's acceptance figures. Targets on CPU: selective <= 1.3x at B = 1, dense <= 1.5x, block faster than
+   per-token at every B <= 4.
 
-Usage: `python benchmarks/bench_extrapolation.py [--device cuda] [--quick]`. Tiny random Llama models, greedy decoding
-with `min_new_tokens` so every run generates exactly the same number of tokens.
+Usage: `python benchmarks/bench_extrapolation.py [--device cuda] [--quick] [--only blocks]`. Tiny random Llama models,
+greedy decoding with `min_new_tokens` so every run generates exactly the same number of tokens.
 """
 
 from __future__ import annotations
@@ -131,6 +136,84 @@ def bench_lora(args, base, input_ids, mask) -> None:
     )
 
 
+def calibrate_tau(rl, base, input_ids, mask, new_tokens: int, share: float = 0.035) -> float:
+    """A Δlog p threshold selecting about `share` of the RL model's greedy tokens (the 3.5 % quantile)."""
+    out = rl.generate(input_ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                      do_sample=False, pad_token_id=0)  # fmt: skip
+    full_mask = torch.cat([mask, torch.ones_like(out[:, input_ids.shape[1] :])], dim=-1)
+    positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
+    logits = [
+        m(out, attention_mask=full_mask, position_ids=positions).logits[:, input_ids.shape[1] - 1 : -1]
+        for m in (rl, base)
+    ]
+    tokens = out[:, input_ids.shape[1] :, None]
+    rl_lp, base_lp = (torch.log_softmax(x.float(), dim=-1).gather(-1, tokens) for x in logits)
+    return float(torch.quantile((rl_lp - base_lp).flatten(), share))
+
+
+def selective_config(rl, base, input_ids, mask, new_tokens: int) -> ExtrapolationConfig:
+    """`delta_logp` at γ = 0.1 with a τ selecting 2-5 % of the extrapolated run's positions (a few refinements)."""
+    share = 0.035
+    for _ in range(4):
+        tau = calibrate_tau(rl, base, input_ids, mask, new_tokens, share)
+        config = ExtrapolationConfig(gamma=0.1, selection="delta_logp", tau=tau)
+        _, stats = generate_with_extrapolation(
+            rl, base_model=base, config=config, input_ids=input_ids, attention_mask=mask, do_sample=False,
+            pad_token_id=0, max_new_tokens=new_tokens, min_new_tokens=new_tokens, return_stats=True,
+        )  # fmt: skip
+        if 0.02 <= stats.replacement_ratio <= 0.05:
+            break
+        share = min(0.5, share * 0.035 / max(stats.replacement_ratio, 1e-3))
+    return config
+
+
+def _block_row(args, rl, base, input_ids, mask, config, label) -> str:
+    common = dict(attention_mask=mask, do_sample=False, pad_token_id=0, max_new_tokens=args.new_tokens,
+                  min_new_tokens=args.new_tokens)  # fmt: skip
+
+    def run(block_size):
+        return lambda: generate_with_extrapolation(
+            rl, base_model=base, config=config, block_size=block_size, input_ids=input_ids, return_stats=True, **common
+        )
+
+    run(None)(), run(8)()  # warm-up
+    t_plain = timed(lambda: rl.generate(input_ids, **common), args.repeats, args.device)
+    cells, figures = [], []
+    for block_size in (None, *args.block_sizes):
+        cells.append(timed(run(block_size), args.repeats, args.device) / t_plain)
+        _, stats = run(block_size)()
+        if block_size is None:
+            selected = stats.replacement_ratio
+        else:
+            figures.append(f"{stats.mean_accepted_block_length:.1f}/{stats.acceptance_rate:.2f}")
+    ratios = " | ".join(f"{r:.2f}x" for r in cells)
+    return f"| {label} | {args.batch} | {selected:.1%} | {t_plain:.3f}s | {ratios} | {' | '.join(figures)} |"
+
+
+def bench_blocks(args, dtype) -> None:
+    """Table 4: per-token vs block path, ratios to plain `generate` (median of `--repeats`)."""
+    sizes = " | ".join(f"block {b}" for b in args.block_sizes)
+    print(f"[4] T={args.new_tokens} P={args.prompt_len}; cells: time / plain generate; accept: mean block length / "
+          "acceptance rate")  # fmt: skip
+    print(
+        f"| setting | B | selected | plain | per-token | {sizes} | "
+        + " | ".join(f"accept {b}" for b in args.block_sizes)
+        + " |"
+    )
+    print("|---" * (5 + 2 * len(args.block_sizes)) + "|")
+    for hidden, layers in args.shapes:
+        rl = tiny_llama(1, hidden, layers, args.device, dtype)
+        base = tiny_llama(2, hidden, layers, args.device, dtype)
+        for batch in args.batches:
+            args.batch = batch
+            input_ids, mask = make_batch(batch, args.prompt_len, args.device)
+            selective = selective_config(rl, base, input_ids, mask, args.new_tokens)
+            tau = selective.tau
+            dense = ExtrapolationConfig(gamma=0.1, selection="all")
+            print(_block_row(args, rl, base, input_ids, mask, selective, f"h{hidden} selective τ={tau:.3f}"))
+            print(_block_row(args, rl, base, input_ids, mask, dense, f"h{hidden} dense γ=0.1"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -146,9 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
     parser.add_argument("--quick", action="store_true", help="Smaller settings for a fast check.")
     parser.add_argument("--skip_naive", action="store_true", help="Skip the (slow, quadratic) naive baseline.")
+    parser.add_argument("--only", choices=["all", "blocks", "per-token"], default="all", help="Which tables to run.")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16], help="Batch sizes of table 4.")
+    parser.add_argument("--block_sizes", nargs="+", default=["8", "auto"], help="Block sizes of table 4.")
     args = parser.parse_args(argv)
+    args.block_sizes = [b if b == "auto" else int(b) for b in args.block_sizes]
+    args.shapes = [(256, 4), (1024, 8)]
     if args.quick:
         args.new_tokens, args.naive_tokens, args.repeats, args.naive_repeats = 32, 128, 3, 1
+        args.prompt_len, args.batches, args.shapes = 32, [1, 4], [(256, 4)]
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if args.device == "cuda" else torch.float32)
@@ -156,12 +245,15 @@ def main(argv: list[str] | None = None) -> int:
         f"device={args.device} dtype={dtype} threads={torch.get_num_threads()} torch={torch.__version__} "
         f"llama hidden={args.hidden} layers={args.layers}"
     )
-    rl = tiny_llama(1, args.hidden, args.layers, args.device, dtype)
-    base = tiny_llama(2, args.hidden, args.layers, args.device, dtype)
-    input_ids, mask = make_batch(args.batch, args.prompt_len, args.device)
     with torch.inference_mode():
-        bench_dense_and_naive(args, rl, base, input_ids, mask)
-        bench_lora(args, base, input_ids, mask)
+        if args.only in ("all", "per-token"):
+            rl = tiny_llama(1, args.hidden, args.layers, args.device, dtype)
+            base = tiny_llama(2, args.hidden, args.layers, args.device, dtype)
+            input_ids, mask = make_batch(args.batch, args.prompt_len, args.device)
+            bench_dense_and_naive(args, rl, base, input_ids, mask)
+            bench_lora(args, base, input_ids, mask)
+        if args.only in ("all", "blocks"):
+            bench_blocks(args, dtype)
     return 0
 
 

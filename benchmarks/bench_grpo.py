@@ -4,6 +4,12 @@ Both trainers wrap copies of one tiny model and run the loss's forward and backw
 (generation is left out: it is identical code in both). Measurements alternate between the trainers, each repeat
 times several steps, and the medians are compared side by side.
 
+A third row reports the Δlog p monitor (`delta_logp_monitor=True`, beta = 0) separately: the same step plus the
+monitor's work on the batch, once per step as with `steps_per_generation == gradient_accumulation_steps == 1` (two
+no-grad forward passes, of the policy for π_old and of the reference model, and the exact quantiles). With several
+steps per generation batch its share shrinks accordingly; rollout generation, which dominates real steps, is left out,
+so this is an upper bound on the monitor's relative cost.
+
     python benchmarks/bench_grpo.py [--size small] [--batch 32] [--length 128] [--repeats 15] [--method low_prob]
 """
 
@@ -28,6 +34,8 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm  # noqa: E402
 from hf_dlp.training import ReweightedGRPOConfig, ReweightedGRPOTrainer  # noqa: E402
 from hf_dlp.training.trainer import PPL_WEIGHTS_KEY  # noqa: E402
+
+MODEL_DIR = tempfile.mkdtemp()  # the monitor's reference model is loaded from the policy's folder, as TRL does
 
 
 def _reward(completions, **kwargs):
@@ -63,9 +71,12 @@ def _trainer(trainer_class, config_class, model, tokenizer, extra):
     return trainer
 
 
-def _time_steps(trainer, batch, steps: int) -> float:
+def _time_steps(trainer, batch, steps: int, monitor: bool = False) -> float:
     start = time.perf_counter()
     for _ in range(steps):
+        if monitor:  # what the generation step adds once per generation batch
+            trainer._add_batch_signals({k: v for k, v in batch.items() if k != PPL_WEIGHTS_KEY})
+            trainer._metrics["train"].clear()
         loss = trainer._compute_loss(trainer.model, batch)
         loss.backward()
         trainer.model.zero_grad(set_to_none=True)
@@ -86,33 +97,54 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         torch.set_num_threads(options.threads)
     tokenizer = build_char_tokenizer()
     model = build_tiny_causal_lm("qwen2", options.size, seed=0)
+    model.save_pretrained(MODEL_DIR)
+    model.config._name_or_path = MODEL_DIR
     batch = _batch(options.batch, options.length, len(tokenizer))
-    plain = _trainer(GRPOTrainer, GRPOConfig, model, tokenizer, {})
-    reweighted = _trainer(
-        ReweightedGRPOTrainer, ReweightedGRPOConfig, model, tokenizer, {"reweighting": options.method}
-    )
     plain_batch = {k: v for k, v in batch.items() if k != PPL_WEIGHTS_KEY}
     reweighted_batch = batch if options.method == "ppl" else plain_batch
-    for trainer, inputs in ((plain, plain_batch), (reweighted, reweighted_batch)):  # warm-up
-        _time_steps(trainer, inputs, 2)
-    plain_times, reweighted_times, ratios = [], [], []
+    method = {"reweighting": options.method}
+    runs = {  # name: (trainer, batch, with the monitor's work)
+        "GRPOTrainer": (_trainer(GRPOTrainer, GRPOConfig, model, tokenizer, {}), plain_batch, False),
+        "ReweightedGRPOTrainer": (
+            _trainer(ReweightedGRPOTrainer, ReweightedGRPOConfig, model, tokenizer, method),
+            reweighted_batch,
+            False,
+        ),
+        "  + Δlog p monitor": (
+            _trainer(
+                ReweightedGRPOTrainer, ReweightedGRPOConfig, model, tokenizer, {**method, "delta_logp_monitor": True}
+            ),
+            reweighted_batch,
+            True,
+        ),
+    }
+    for trainer, inputs, monitor in runs.values():  # warm-up
+        _time_steps(trainer, inputs, 2, monitor)
+    times = {name: [] for name in runs}
     for _ in range(options.repeats):
-        plain_times.append(_time_steps(plain, plain_batch, options.steps))
-        reweighted_times.append(_time_steps(reweighted, reweighted_batch, options.steps))
-        ratios.append(reweighted_times[-1] / plain_times[-1])
+        for name, (trainer, inputs, monitor) in runs.items():
+            times[name].append(_time_steps(trainer, inputs, options.steps, monitor))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    plain = times["GRPOTrainer"]
     result = {
-        "plain_ms": 1000 * statistics.median(plain_times),
-        "reweighted_ms": 1000 * statistics.median(reweighted_times),
-        "ratio_of_medians": statistics.median(reweighted_times) / statistics.median(plain_times),
-        "median_paired_ratio": statistics.median(ratios),
+        "plain_ms": 1000 * medians["GRPOTrainer"],
+        "reweighted_ms": 1000 * medians["ReweightedGRPOTrainer"],
+        "monitor_ms": 1000 * medians["  + Δlog p monitor"],
+        "ratio_of_medians": medians["ReweightedGRPOTrainer"] / medians["GRPOTrainer"],
+        "median_paired_ratio": statistics.median(
+            r / p for r, p in zip(times["ReweightedGRPOTrainer"], plain, strict=True)
+        ),
+        "monitor_ratio_of_medians": medians["  + Δlog p monitor"] / medians["GRPOTrainer"],
     }
     print(
         f"model={options.size} batch={options.batch}x{options.length} method={options.method} "
-        f"threads={torch.get_num_threads()} repeats={options.repeats}x{options.steps} steps\n"
-        f"GRPOTrainer           {result['plain_ms']:8.2f} ms/step (median)\n"
-        f"ReweightedGRPOTrainer {result['reweighted_ms']:8.2f} ms/step (median)\n"
-        f"ratio of medians {result['ratio_of_medians']:.3f}, median of paired ratios {result['median_paired_ratio']:.3f} "
-        "(target <= 1.02)"
+        f"threads={torch.get_num_threads()} repeats={options.repeats}x{options.steps} steps"
+    )
+    for name, median in medians.items():
+        print(f"{name:<24}{1000 * median:8.2f} ms/step (median), {median / medians['GRPOTrainer']:.3f}x GRPOTrainer")
+    print(
+        f"ratio of medians {result['ratio_of_medians']:.3f}, median of paired ratios "
+        f"{result['median_paired_ratio']:.3f} (target <= 1.02); the monitor row is reported separately"
     )
     return result
 

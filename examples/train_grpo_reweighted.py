@@ -12,7 +12,8 @@ publish the checkpoint with its model card):
 
 Every field of `TrainScriptArguments` (data, rewards), `ReweightedGRPOConfig` (training, `reweighting`,
 `reweight_alpha`) and TRL's `ModelConfig` (model, LoRA via `--use_peft`) can be given in the YAML or as a flag;
-`hf-dlp train --config ...` runs the same code (`hf_dlp.training.script`). Everything is validated before the model
+`hf-dlp train --config ...` runs the same code (`hf_dlp.training.script`). A weighting of your own: see
+`examples/custom_weights.py` and `examples/custom_weighting_recipe.yaml` (`import_modules` + `reweighting`). Everything is validated before the model
 loads; `--resume_from_checkpoint true` continues from the last checkpoint in `output_dir`, which is otherwise
 refused when it already holds checkpoints.
 """

@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "REWEIGHTING_METHODS": "hf_dlp.training",
     "ReweightedGRPOConfig": "hf_dlp.training",
     "ReweightedGRPOTrainer": "hf_dlp.training",
+    "register_token_weighting": "hf_dlp.training",
     "render_model_card": "hf_dlp.training",
 }
 
@@ -86,4 +87,10 @@ if TYPE_CHECKING:
     from .generation import sample_completions
     from .rewards import accuracy_reward, format_reward, signed_accuracy_reward
     from .sweeps import SweepResult, extrapolation_sweep, replacement_sweep
-    from .training import REWEIGHTING_METHODS, ReweightedGRPOConfig, ReweightedGRPOTrainer, render_model_card
+    from .training import (
+        REWEIGHTING_METHODS,
+        ReweightedGRPOConfig,
+        ReweightedGRPOTrainer,
+        register_token_weighting,
+        render_model_card,
+    )

@@ -65,7 +65,10 @@ def test_defaults_are_the_papers():
         ({"token_mask_by": "logp"}, r"`token_mask_by` must be one of \('none', 'delta_logp_above', "),
         ({"token_mask_mode": "clip"}, r"`token_mask_mode` must be one of \('none', 'loss_mask', 'reweight'\)"),
         ({"token_mask_mode": "loss_mask"}, r"token_mask_mode='loss_mask' needs tokens to act on: set `token_mask_by`"),
-        ({"token_mask_by": "old_logp_below", "token_mask_quantile": 1.5}, r"`token_mask_quantile` must be a number <="),
+        (
+            {"token_mask_by": "old_logp_below", "token_mask_quantile": 1.5},
+            r"`token_mask_quantile` must be a number <=",
+        ),
         ({"token_mask_by": "delta_logp_middle", "token_mask_quantile": 0.3}, r"must be >= 0.5, got 0.3"),
         ({"token_mask_start_step": 0}, r"`token_mask_start_step` must be an integer >= 1, got 0. 1 masks from"),
         ({"delta_logp_quantiles": [0.5, 2.0]}, r"`delta_logp_quantiles\[1\]` must be a number <= 1.0, got 2.0"),
@@ -125,9 +128,13 @@ def test_ppl_without_groups_raises():
 
 
 def test_options_without_effect_warn():
-    with pytest.warns(UserWarning, match=r"`ppl_weight_max` \(1.2\) is only used with the response-level .*'low_prob'"):
+    with pytest.warns(
+        UserWarning, match=r"`ppl_weight_max` \(1.2\) is only used with the response-level .*'low_prob'"
+    ):
         _config(reweighting="low_prob", ppl_weight_max=1.2)
-    with pytest.warns(UserWarning, match=r"`reweight_advantage_sign` \('positive'\) has no effect with reweighting='n"):
+    with pytest.warns(
+        UserWarning, match=r"`reweight_advantage_sign` \('positive'\) has no effect with reweighting='n"
+    ):
         _config(reweighting="none", reweight_advantage_sign="positive")
     with pytest.warns(UserWarning, match=r"token_mask_mode='reweight' .* reweighting='none' has no weights"):
         _config(reweighting="none", token_mask_by="old_prob_below", token_mask_mode="reweight")

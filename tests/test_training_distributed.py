@@ -57,7 +57,8 @@ def _worker(out_dir: str, model_dir: str, variant: str = "plain") -> None:
     class FixedCompletionsTrainer(ReweightedGRPOTrainer):
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
             completions = []
-            for index, ids in enumerate(prompt_ids):
+            offset = self.accelerator.process_index * len(prompt_ids)  # the row's place in the global batch
+            for index, ids in enumerate(prompt_ids, start=offset):
                 rng = random.Random(hash((tuple(ids), index % num_generations)))
                 completions.append(
                     [rng.randrange(5, 40) for _ in range(rng.randrange(2, 8))] + [self.eos_token_ids[0]]
@@ -100,10 +101,7 @@ def _worker(out_dir: str, model_dir: str, variant: str = "plain") -> None:
     )
     if trainer.accelerator.is_main_process:
         torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, Path(out_dir) / "params.pt")
-        logs = [
-            {k: v for k, v in log.items() if k.startswith(LOGGED)}
-            for log in trainer.state.log_history
-        ]
+        logs = [{k: v for k, v in log.items() if k.startswith(LOGGED)} for log in trainer.state.log_history]
         (Path(out_dir) / "logs.json").write_text(json.dumps({"num_processes": num_processes, "logs": logs[:STEPS]}))
 
 

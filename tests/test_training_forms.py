@@ -284,3 +284,42 @@ def test_monitor_statistics_equal_an_independent_computation():
         assert result == pytest.approx(stats, rel=1e-6)
     assert delta_logp_statistics(torch.tensor(delta), torch.zeros(5, 7), quantiles, thresholds) == {}
     assert math.isfinite(stats["quantile_0.05"])
+
+
+def test_response_weights_of_groups_split_across_processes():
+    """A group of 8 split over two processes (4 rows each, different widths): rank 1 weighs the gathered batch and
+    keeps its own rows, which equal the weights of the whole batch computed at once."""
+    import torch.nn.functional as F
+
+    from hf_dlp.training.batch_signals import GenerationBatchMixin
+
+    generator = torch.Generator().manual_seed(3)
+    rows = [(torch.rand(4, width, generator=generator).log(), torch.randn(4, generator=generator)) for width in (6, 4)]
+    masks = [torch.ones(4, 6, dtype=torch.long), torch.tensor([[1, 1, 1, 0]] * 2 + [[1, 1, 1, 1]] * 2)]
+    config = SimpleNamespace(reweight_alpha=0.3, num_generations=8, ppl_weight_min=None, ppl_weight_max=None)
+    weighting = get_token_weighting("ppl_norm")
+    whole = weighting(
+        torch.cat([rows[0][0], F.pad(rows[1][0], (0, 2))]), torch.cat([rows[0][1], rows[1][1]]),
+        torch.cat([masks[0], F.pad(masks[1], (0, 2))]), config,
+    )  # fmt: skip
+    other = [rows[0][0], rows[0][1], masks[0]]  # rank 0's tensors, in the order rank 1 gathers its own
+
+    class FakeAccelerator:  # rank 1 of 2
+        process_index = 1
+
+        @staticmethod
+        def pad_across_processes(tensor, dim):
+            return F.pad(tensor, (0, 6 - tensor.shape[1])) if tensor.dim() == 2 else tensor
+
+        @staticmethod
+        def gather(tensor):
+            return torch.cat([other.pop(0), tensor])
+
+    stub = SimpleNamespace(accelerator=FakeAccelerator(), _weighting=weighting, _weight_config=lambda: config)
+    stub._old_logps = lambda output, cache: output["old_per_token_logps"]
+    stub._loss_mask = lambda output: output["completion_mask"]
+    stub._checked_weights = lambda weights, old: GenerationBatchMixin._checked_weights(stub, weights, old)
+    output = {"old_per_token_logps": rows[1][0], "advantages": rows[1][1], "completion_mask": masks[1]}
+    weights = GenerationBatchMixin._response_weights(stub, output, {})
+    torch.testing.assert_close(weights, whole[4:])
+    assert other == []

@@ -98,6 +98,7 @@ def test_dapo_recipe_parses_to_the_papers_settings():
     script_args, config, model_args = make_parser().parse_args_and_config(["--config", str(DAPO_RECIPE), *cpu_flags])
     assert (config.reweighting, config.reweight_alpha, config.loss_type) == ("low_prob", 0.2, "dapo")
     assert (config.dynamic_sampling, config.dynamic_sampling_max_rounds) == (True, 10)
+    assert config.delta_logp_monitor and config.needs_reference_model and 0.2 in config.delta_logp_quantiles
     assert (config.epsilon, config.epsilon_high, config.beta, config.learning_rate) == (0.2, 0.28, 0.0, 1e-6)
     assert (config.num_generations, config.max_completion_length, config.temperature) == (16, 8192, 1.0)
     assert (config.weight_decay, config.max_grad_norm, config.warmup_steps) == (0.1, 1.0, 10)
@@ -352,7 +353,10 @@ def test_user_registered_weighting_trains_from_a_yaml_recipe(tiny_model_dir, tmp
     assert cli_main(argv) == 0
     assert "train_loss=" in capsys.readouterr().out
     (trainer,) = trainers
-    assert (trainer.args.reweighting, trainer.args.import_modules) == ("squared_low_prob", ["examples/custom_weights.py"])
+    assert (trainer.args.reweighting, trainer.args.import_modules) == (
+        "squared_low_prob",
+        ["examples/custom_weights.py"],
+    )
     logps = torch.log(torch.tensor([[1.0, 0.5, 0.1]]))
     expected = torch.tensor([[1.0, 1 + 0.3 * 0.25, 1 + 0.3 * 0.81]])
     torch.testing.assert_close(trainer.compute_token_weights(logps), expected)

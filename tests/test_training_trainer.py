@@ -224,7 +224,9 @@ def test_signature_is_grpo_trainers():
     theirs = list(inspect.signature(GRPOTrainer.__init__).parameters.values())
     assert [(p.name, p.kind, p.default) for p in ours[: len(theirs)]] == [(p.name, p.kind, p.default) for p in theirs]
     # ...followed only by our keyword-only extension, so positional calls stay GRPOTrainer's
-    assert [(p.name, p.kind, p.default) for p in ours[len(theirs) :]] == [("weight_fn", inspect.Parameter.KEYWORD_ONLY, None)]
+    assert [(p.name, p.kind, p.default) for p in ours[len(theirs) :]] == [
+        ("weight_fn", inspect.Parameter.KEYWORD_ONLY, None)
+    ]
     assert ours[2].name == "reward_funcs" and ours[2].default is None  # after self, model
 
 

@@ -20,7 +20,9 @@ HELP = "Train with ReweightedGRPOTrainer from a YAML recipe (`--config`), on the
 EPILOG = (
     "Any field of the recipe can also be given as a flag after it, in TRL's style (`--max_steps 5 --reweighting "
     "dominate`); flags override the recipe. `resume_from_checkpoint true` continues from the last checkpoint in "
-    "`output_dir`. All fields: `python -m hf_dlp.training.script --help`."
+    "`output_dir`. Modules in `import_modules` (`--import_modules my_weights.py`) are imported before the config is "
+    "checked, so a weighting they register with `hf_dlp.register_token_weighting` can be named in `reweighting`. "
+    "All fields: `python -m hf_dlp.training.script --help`."
 )
 
 # Names that lived here before hf_dlp 0.2; they moved to `hf_dlp.training.script`.

@@ -2,7 +2,9 @@
 
 Every entry point takes one `ExtrapolationConfig` (plus keyword overrides of its fields); sampling settings come from
 `generate`'s `GenerationConfig`. The sweeps over these settings (the paper's Fig. 1c and Fig. 4) live in
-`hf_dlp.sweeps`.
+`hf_dlp.sweeps`. `ExtrapolationConfig.block_size` switches from the per-token processor to block-verified
+(speculative) decoding (`hf_dlp.extrapolation.block`): the other model verifies a block of drafted tokens in one
+forward, with the same greedy tokens and the same sampling distribution.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 from ..arguments import REMOVAL_VERSION
 from ..model_pair import check_same_vocabulary
-from .block import BlockExtrapolationDecoder, BlockSchedule
+from .acceptance import BlockSchedule
+from .block import BlockExtrapolationDecoder
 from .compatibility import SUPPORTED_TRANSFORMERS_VERSIONS, check_transformers_compatibility
 from .config import CONFIG_NAME, GENERATOR_ROLES, MAX_BLOCK_SIZE, MAX_GAMMA, SELECTION_RULES, ExtrapolationConfig
 from .custom_generate import custom_generate_source, export_custom_generate

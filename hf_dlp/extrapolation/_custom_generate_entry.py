@@ -16,8 +16,8 @@ import torch
 from transformers import AutoModelForCausalLM, GenerationMixin
 
 # hf_dlp-export: strip-begin
-from hf_dlp.extrapolation.config import CONFIG_NAME, ExtrapolationConfig, pop_overrides
 from hf_dlp.extrapolation.block import run_extrapolation
+from hf_dlp.extrapolation.config import CONFIG_NAME, ExtrapolationConfig, pop_overrides
 
 # hf_dlp-export: strip-end
 
@@ -73,7 +73,8 @@ def generate(
 ):
     """Extrapolated `generate`: the checkpoint's `extrapolation_config.json` (or `extrapolation_config=`, a dict or an
     `ExtrapolationConfig`) sets γ, the selection rule, τ, the candidate set and `block_size` (block-verified decoding
-    when set); `gamma=`, `selection=`, `tau=`, `candidate_top_k=`, `block_size=` override it (`top_k=` too until hf_dlp 0.3.0, with a `FutureWarning`). A call that sets no
+    when set); `gamma=`, `selection=`, `tau=`, `candidate_top_k=`, `block_size=` override it (`block_size="none"` for the per-token processor, since `generate`
+    drops keywords set to None) (`top_k=` too until hf_dlp 0.3.0, with a `FutureWarning`). A call that sets no
     `generation_config` and no `do_sample=False` samples with the checkpoint's `temperature` and `top_p` wherever it
     does not set them itself. The other model is `base_model=` / `rl_model=`, or loaded once from
     `base_model_name_or_path`. The selection statistics of the call are left in `model.extrapolation_stats`."""

@@ -31,8 +31,9 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 # hf_dlp-export: strip-begin
+from .acceptance import BlockSchedule, dense_greedy_cut, dense_sampling_cut, selective_cut
 from .compatibility import check_transformers_compatibility
-from .config import AUTO_BLOCK_SIZE, MAX_BLOCK_SIZE, ExtrapolationConfig
+from .config import ExtrapolationConfig
 from .decoding import check_generation_mode, draw_next_tokens, prepare_generation_config
 from .processor import (
     ExtrapolationStats,
@@ -41,64 +42,13 @@ from .processor import (
     other_side_scorer,
     private_generator,
     valid_width,
-    widen,
 )
-from .selection import dense_log_probs, redraw_log_probs, select_positions, step_log_probs
+from .selection import step_log_probs
 
 # hf_dlp-export: strip-end
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-
-# transformers' assisted generation starts its assistant at 20 tokens; extrapolation cuts more often, so "auto"
-# starts lower and follows the same heuristic (+2 after a block accepted whole, -1 otherwise).
-AUTO_BLOCK_START = 8
-
-
-class BlockSchedule:
-    """The block length: fixed, or `"auto"` (grow by 2 after a block accepted whole, shrink by 1 after a cut).
-
-    Examples:
-
-    >>> schedule = BlockSchedule("auto")
-    >>> schedule.size, schedule.update(whole=True), schedule.update(whole=False)
-    (8, 10, 9)
-    >>> BlockSchedule(3).update(whole=True)
-    3
-    """
-
-    def __init__(self, block_size: int | str):
-        self.adaptive = block_size == AUTO_BLOCK_SIZE
-        self.size = AUTO_BLOCK_START if self.adaptive else int(block_size)
-
-    def update(self, *, whole: bool) -> int:
-        if self.adaptive:
-            self.size = min(self.size + 2, MAX_BLOCK_SIZE) if whole else max(self.size - 1, 1)
-        return self.size
-
-
-def speculative_accept(p_token: torch.Tensor, q_token: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
-    """Speculative sampling's test: accept the draft y with probability min(1, p(y)/q(y)) (`uniform` ~ U[0, 1)).
-
-    Examples:
-
-    >>> speculative_accept(torch.tensor([0.2, 0.5]), torch.tensor([0.4, 0.5]), torch.tensor([0.6, 0.99])).tolist()
-    [False, True]
-    """
-    return uniform * q_token < p_token
-
-
-def residual_probs(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """norm(max(0, p − q)): what a rejected position is drawn from; p itself where p ≈ q (no mass left but rounding).
-
-    Examples:
-
-    >>> residual_probs(torch.tensor([[0.5, 0.5, 0.0]]), torch.tensor([[0.25, 0.25, 0.5]]))
-    tensor([[0.5000, 0.5000, 0.0000]])
-    """
-    residual = (p - q).clamp(min=0)
-    mass = residual.sum(-1, keepdim=True)
-    return torch.where(mass > 1e-6, residual / mass.clamp(min=1e-30), p)
 
 
 class BlockMarker(LogitsProcessor):
@@ -311,7 +261,7 @@ class BlockExtrapolationDecoder:
             ids = torch.cat([ids, tokens[:, None]], dim=-1)
             unfinished = unfinished & ~run.stopping(ids, None)
             draft.scores.append(scores)
-            draft.warped.append(warped)
+            draft.warped.append(warped if run.do_sample else None)  # only speculative sampling reads it
             draft.unfinished.append(unfinished)
             if unfinished.max() == 0:
                 break
@@ -335,7 +285,7 @@ class BlockExtrapolationDecoder:
     def _verify(self, run: _Run, draft: _Draft, other: torch.Tensor) -> tuple | None:
         """`(j, tokens, changed)` for the first position `j` some unfinished row re-draws, or `None` (block kept)."""
         rule = self.config.selection
-        decide = _selective if rule != "all" else (_dense_sampling if run.do_sample else _dense_greedy)
+        decide = selective_cut if rule != "all" else (dense_sampling_cut if run.do_sample else dense_greedy_cut)
         for j in range(draft.length):
             step = step_log_probs(
                 draft.scores[j],
@@ -423,46 +373,18 @@ class _Counts:
         )
 
 
-# --- the decision at one drafted position: None (keep the drafts) or (tokens, changed rows) ------------------------
-def _selective(config, run: _Run, draft: _Draft, j: int, step, prefix) -> tuple | None:
-    candidate = draft.token(j)
-    selected = select_positions(
-        config.selection, config.tau, candidate, step.log_rl, step.log_base, step.log_gen, run.random
-    )
-    fired = bool((selected & draft.unfinished[j].bool()).any())
-    if not (fired or run.do_sample):  # greedy: nothing to re-draw, no random numbers to keep in step
-        return None
-    # As the per-token processor: the re-draw is made (and its random numbers used) at every sampled position.
-    full = widen(redraw_log_probs(step, candidate), draft.scores[j].shape[-1])
-    redraw = draw_next_tokens(run.tail(prefix, full), do_sample=run.do_sample, generator=run.random)
-    return (torch.where(selected, redraw, candidate), selected) if fired else None
-
-
-def _dense_greedy(config, run: _Run, draft: _Draft, j: int, step, prefix) -> tuple | None:
-    full = widen(dense_log_probs(step), draft.scores[j].shape[-1])
-    target = torch.argmax(run.tail(prefix, full), dim=-1)
-    return target, target != draft.token(j)
-
-
-def _dense_sampling(config, run: _Run, draft: _Draft, j: int, step, prefix) -> tuple | None:
-    full = widen(dense_log_probs(step), draft.scores[j].shape[-1])
-    p = torch.softmax(run.tail(prefix, full), dim=-1)
-    q = torch.softmax(draft.warped[j], dim=-1)
-    candidate = draft.token(j)
-    uniform = torch.rand(candidate.shape, generator=run.random, device=candidate.device)
-    index = candidate[:, None]
-    accepted = speculative_accept(p.gather(-1, index)[:, 0], q.gather(-1, index)[:, 0], uniform)
-    if bool(accepted.all()):
-        return None
-    resampled = torch.multinomial(residual_probs(p, q), num_samples=1, generator=run.random)[:, 0]
-    return torch.where(accepted, candidate, resampled), ~accepted
-
-
 # --- entry points -------------------------------------------------------------------------------------------------
 def check_block_mode(generation_config: GenerationConfig, generate_kwargs: dict[str, Any]) -> None:
     """Refuse what block-verified decoding cannot follow, naming the setting and the fix."""
     if generate_kwargs.get("streamer") is not None:
-        raise ValueError("Block-verified extrapolation does not stream tokens; drop `streamer=` or use `block_size=None`.")
+        raise ValueError(
+            "Block-verified extrapolation does not stream tokens; drop `streamer=` or use `block_size=None`."
+        )
+    if generation_config.stop_strings:
+        raise ValueError(
+            "Block-verified extrapolation cannot follow `stop_strings` (`generate` gives a `custom_generate` callable "
+            "no tokenizer to match them with). Stop on token ids (`eos_token_id=[...]`) or use `block_size=None`."
+        )
     if generation_config.guidance_scale not in (None, 1, 1.0):
         raise ValueError(
             f"Block-verified extrapolation cannot rewind classifier-free guidance (`guidance_scale="
@@ -512,13 +434,9 @@ def run_extrapolation(generate, model, other, config: ExtrapolationConfig, **kwa
 
 
 __all__ = [
-    "AUTO_BLOCK_START",
     "BlockExtrapolationDecoder",
     "BlockMarker",
-    "BlockSchedule",
     "block_generate",
     "check_block_mode",
-    "residual_probs",
     "run_extrapolation",
-    "speculative_accept",
 ]

@@ -24,6 +24,7 @@ _EXPORTED_MODULES = (
     _HERE / "scorers.py",
     _HERE / "decoding.py",
     _HERE / "processor.py",
+    _HERE / "acceptance.py",
     _HERE / "block.py",
 )
 _ENTRY = _HERE / "_custom_generate_entry.py"

@@ -136,9 +136,7 @@ def _settings(config: ExtrapolationConfig | None, overrides: dict[str, Any], whe
     return resolve_config(config, settings)
 
 
-def other_side_scorer(
-    base_model: Any, rl_model: Any, config: ExtrapolationConfig
-) -> tuple[OtherModelScorer, str]:
+def other_side_scorer(base_model: Any, rl_model: Any, config: ExtrapolationConfig) -> tuple[OtherModelScorer, str]:
     """(a scorer of the other model, the generator's role `"rl"` or `"base"`), checked against `config.generator`."""
     if (base_model is None) == (rl_model is None):
         raise ValueError(
@@ -414,7 +412,13 @@ class ExtrapolationLogitsProcessor(LogitsProcessor):
             with torch.random.fork_rng(devices=[scores.device] if scores.device.type == "cuda" else []):
                 candidate = self._draw(input_ids, gen_scores, None)
             selected = select_positions(
-                self.config.selection, self.config.tau, candidate, step.log_rl, step.log_base, step.log_gen, self._random
+                self.config.selection,
+                self.config.tau,
+                candidate,
+                step.log_rl,
+                step.log_base,
+                step.log_gen,
+                self._random,
             )
             full = widen(redraw_log_probs(step, candidate), scores.shape[-1])
             chosen = torch.where(selected, self._draw(input_ids, full, self._random), candidate)

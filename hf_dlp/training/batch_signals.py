@@ -164,7 +164,7 @@ class GenerationBatchMixin:
             return self._checked_weights(self._weighting(old_logps, advantages, mask, config), old_logps)
         gathered = [
             self.accelerator.gather(self.accelerator.pad_across_processes(tensor, dim=1))
-            for tensor in (old_logps, mask, advantages)
+            for tensor in (old_logps, advantages, mask)  # the weighting's argument order
         ]
         weights = self._checked_weights(self._weighting(*gathered, config), gathered[0])
         start = self.accelerator.process_index * local

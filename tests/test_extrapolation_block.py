@@ -1,0 +1,362 @@
+"""Block-verified (speculative) extrapolation (`generate_with_extrapolation(..., block_size=...)`) against the per-token
+processor: token-identical under greedy decoding, seeded-identical under sampling for selective rules, the same
+distribution for dense speculative sampling (and a statistical check that catches a wrong acceptance rule), the
+adaptive schedule, the LoRA single-weights path, the exported `custom_generate`, and the acceptance statistics.
+
+Nano toy models only (hidden 32, one layer, 106 tokens); the sampling checks batch 2,000 rows in one `generate` call.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessor
+
+from hf_dlp.extrapolation import (
+    BlockSchedule,
+    ExtrapolationConfig,
+    ExtrapolationLogitsProcessor,
+    acceptance,
+    disable_extrapolation,
+    enable_extrapolation,
+    export_custom_generate,
+    generate_with_extrapolation,
+)
+from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
+
+PROMPTS = ["Q: 12 + 7?\nA: ", "Q: 3-1?", "Compute 100 + 250 please.\n"]  # different lengths: left padding
+# Thresholds at which each rule fires at some positions of these models (nano models are nearly flat: entropy ~4.4).
+TAUS = {
+    "all": None,
+    "delta_logp": {"rl": 1.0, "base": -2.0},
+    "entropy": 4.45,
+    "kl": 0.4,
+    "kl_reverse": 0.4,
+    "kl_mean": 0.4,
+    "random": 0.2,
+}
+
+
+def peaked_model(seed: int):
+    """A nano Qwen2 with peaked next-token distributions (scaled final norm, untied output layer)."""
+    model = build_tiny_causal_lm("qwen2", "nano", seed=seed)
+    generator = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(6.0)
+        model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=generator) * 0.02)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_char_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return peaked_model(1), peaked_model(2)
+
+
+@pytest.fixture(scope="module")
+def batch(tok):
+    return tok(PROMPTS, return_tensors="pt", padding=True)
+
+
+def tau_for(selection: str, role: str):
+    tau = TAUS[selection]
+    return tau[role] if isinstance(tau, dict) else tau
+
+
+def sides(pair, role: str):
+    rl, base = pair
+    return (rl, {"base_model": base}) if role == "rl" else (base, {"rl_model": rl})
+
+
+def both_paths(model, block_size, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    per_token = generate_with_extrapolation(model, return_stats=True, **kwargs)
+    torch.manual_seed(seed)
+    blocks = generate_with_extrapolation(model, block_size=block_size, return_stats=True, **kwargs)
+    return per_token, blocks
+
+
+def assert_same(per_token, blocks):
+    (expected, expected_stats), (got, stats) = per_token, blocks
+    assert torch.equal(got, expected)
+    assert stats.num_selected == expected_stats.num_selected
+    assert stats.num_generated == expected_stats.num_generated
+
+
+# --- greedy: token-identical to the per-token processor -------------------------------------------------------------
+@pytest.mark.parametrize("gamma", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("role", ["rl", "base"])
+@pytest.mark.parametrize("selection", list(TAUS))
+def test_greedy_block_path_equals_per_token_path(pair, batch, selection, role, gamma):
+    model, other = sides(pair, role)
+    kwargs = dict(**other, gamma=gamma, selection=selection, tau=tau_for(selection, role), candidate_top_k=8, **batch)
+    kwargs.update(max_new_tokens=10, do_sample=False, return_stats=True)  # 10 new tokens: not a multiple of 3 or 8
+    expected = generate_with_extrapolation(model, **kwargs)
+    for block_size in (1, 3, 8):
+        blocks = generate_with_extrapolation(model, block_size=block_size, **kwargs)
+        assert_same(expected, blocks)
+        stats = blocks[1]
+        assert stats.num_blocks >= -(-10 // block_size) and stats.block_tokens == 10
+        assert stats.accepted_tokens <= stats.drafted_tokens
+        assert stats.other_forwards == stats.num_blocks + (1 if block_size > 1 else 0)
+
+
+def test_greedy_rules_fire_at_some_positions(pair, batch):
+    """The thresholds above make each selective rule select some positions, not all (so the tests test a cut)."""
+    for selection in TAUS:
+        for role in ("rl", "base"):
+            model, other = sides(pair, role)
+            _, stats = generate_with_extrapolation(
+                model, **other, selection=selection, tau=tau_for(selection, role), gamma=0.1, **batch,
+                max_new_tokens=13, do_sample=False, return_stats=True, block_size=8,
+            )  # fmt: skip
+            assert 0 < sum(stats.num_selected) <= sum(stats.num_generated), (selection, role)
+            if selection != "all":
+                assert sum(stats.num_selected) < sum(stats.num_generated), (selection, role)
+
+
+@pytest.mark.parametrize("selection", ["delta_logp", "all"])
+def test_eos_inside_a_block_and_min_new_tokens(pair, batch, selection):
+    rl, base = pair
+    kwargs = dict(base_model=base, selection=selection, tau=tau_for(selection, "rl"), gamma=0.1, **batch)
+    free = generate_with_extrapolation(rl, **kwargs, max_new_tokens=12, do_sample=False)
+    eos = int(free[0, batch["input_ids"].shape[1] + 3])  # row 0 emits it 4 tokens in: rows stop inside blocks
+    for extra in ({}, {"min_new_tokens": 5}):
+        for block_size in (3, 8):
+            per_token, blocks = both_paths(
+                rl, block_size, **kwargs, max_new_tokens=12, do_sample=False, eos_token_id=[5, eos], **extra
+            )
+            assert_same(per_token, blocks)
+            generated = blocks[1].num_generated
+            assert min(generated) >= 5 if extra else min(generated) < 12
+
+
+def test_other_processors_masks_are_followed(pair, batch):
+    class NoDigits(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            return scores.index_fill(-1, torch.arange(10, 20), float("-inf"))
+
+    rl, base = pair
+    kwargs = dict(base_model=base, selection="delta_logp", tau=1.0, gamma=0.5, **batch, max_new_tokens=12)
+    settings = dict(do_sample=False, repetition_penalty=1.3, no_repeat_ngram_size=2, logits_processor=[NoDigits()])
+    per_token, blocks = both_paths(rl, 4, **kwargs, **settings)
+    assert_same(per_token, blocks)
+
+
+def test_auto_schedule(pair, batch):
+    schedule = BlockSchedule("auto")
+    sizes = [schedule.size] + [schedule.update(whole=whole) for whole in (True, True, False, False)]
+    assert sizes == [8, 10, 12, 11, 10]
+    small = BlockSchedule("auto")
+    for _ in range(20):
+        small.update(whole=False)
+    assert small.size == 1
+    rl, base = pair
+    kwargs = dict(base_model=base, selection="delta_logp", tau=0.0, gamma=0.1, **batch, max_new_tokens=24)
+    per_token, blocks = both_paths(rl, "auto", **kwargs, do_sample=False)
+    assert_same(per_token, blocks)
+
+
+# --- sampling: seeded equality (selective) --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "selection, role", [("delta_logp", "rl"), ("delta_logp", "base"), ("random", "rl"), ("entropy", "base")]
+)
+def test_seeded_selective_sampling_equals_per_token_path(pair, batch, selection, role):
+    """The global random state advances once per committed token, the re-draws use the per-token processor's private
+    numbers: a seeded run gives the per-token processor's tokens (`num_return_sequences=2`, top-p)."""
+    model, other = sides(pair, role)
+    kwargs = dict(**other, selection=selection, tau=tau_for(selection, role), gamma=0.5, **batch)
+    settings = dict(do_sample=True, top_p=0.9, num_return_sequences=2, max_new_tokens=13)
+    for block_size in (3, 8):
+        per_token, blocks = both_paths(model, block_size, seed=3, **kwargs, **settings)
+        assert_same(per_token, blocks)
+        assert blocks[0].shape[0] == 6 and 0 < sum(blocks[1].num_selected)
+
+
+def test_gamma_zero_dense_sampling_is_plain_generate(pair, batch):
+    rl, base = pair
+    config = GenerationConfig(do_sample=True, top_p=0.9, max_new_tokens=12, num_return_sequences=2)
+    torch.manual_seed(5)
+    plain = rl.generate(**batch, generation_config=config)
+    torch.manual_seed(5)
+    ours, stats = generate_with_extrapolation(
+        rl, base_model=base, gamma=0.0, selection="all", candidate_top_k=None, block_size=4, **batch,
+        generation_config=config, return_stats=True,
+    )  # fmt: skip
+    assert torch.equal(plain, ours)
+    assert stats.acceptance_rate == 1.0 and stats.mean_accepted_block_length == 4.0
+
+
+# --- sampling: statistical checks -----------------------------------------------------------------------------------
+def homogeneity_p_value(first: torch.Tensor, second: torch.Tensor, min_count: int = 10) -> float:
+    """Chi-square test that two samples of token tuples (rows) come from one distribution; rare ones are pooled."""
+    labels = {}
+    counts = torch.zeros(2, len(first) + len(second) + 1)
+    for sample, rows in enumerate((first, second)):
+        for row in map(tuple, rows.tolist()):
+            counts[sample, labels.setdefault(row, len(labels))] += 1
+    counts = counts[:, : len(labels)]
+    common = counts.sum(0) >= min_count
+    table = torch.cat([counts[:, common], counts[:, ~common].sum(1, keepdim=True)], dim=1)
+    table = table[:, table.sum(0) > 0]
+    expected = table.sum(1, keepdim=True) * table.sum(0, keepdim=True) / table.sum()
+    statistic = ((table - expected) ** 2 / expected).sum()
+    dof = table.shape[1] - 1
+    return float(torch.special.gammaincc(torch.tensor(dof / 2), statistic / 2))
+
+
+SAMPLES = 2000
+
+
+@pytest.fixture(scope="module")
+def many(tok):
+    return tok(["Q: 1+2?"] * SAMPLES, return_tensors="pt")
+
+
+def sample(model, many, seed, new_tokens=3, **kwargs):
+    """The first two generated tokens of 2,000 rows: with 2,000 rows in lockstep nearly every block of 2 is cut after
+    its first position (some row re-draws there), so a block boundary falls between them."""
+    config = GenerationConfig(do_sample=True, top_k=3, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    torch.manual_seed(seed)
+    output = generate_with_extrapolation(model, **kwargs, **many, generation_config=config)
+    return output[:, many["input_ids"].shape[1] : many["input_ids"].shape[1] + 2]
+
+
+@pytest.mark.parametrize("selection, tau", [("delta_logp", 1.0), ("all", None)])
+def test_sampling_distribution_across_a_block_boundary_matches_per_token_path(pair, many, selection, tau):
+    rl, base = pair
+    kwargs = dict(base_model=base, selection=selection, tau=tau, gamma=1.0, candidate_top_k=3)
+    per_token = sample(rl, many, seed=1, **kwargs)
+    blocks = sample(rl, many, seed=2, block_size=2, **kwargs)
+    assert homogeneity_p_value(per_token, blocks) > 1e-3
+    plain = sample(rl, many, seed=3, **{**kwargs, "gamma": 0.0, "selection": "all", "tau": None})
+    assert homogeneity_p_value(per_token, plain) < 1e-6  # the check has power: extrapolation changes the tokens
+
+
+def test_gamma_zero_dense_distribution_is_plain_generate(pair, many):
+    rl, base = pair
+    config = GenerationConfig(do_sample=True, top_k=3, max_new_tokens=3, min_new_tokens=3)
+    torch.manual_seed(1)
+    plain = rl.generate(**many, generation_config=config)[:, -3:-1]
+    ours = sample(rl, many, seed=2, base_model=base, selection="all", gamma=0.0, candidate_top_k=None, block_size=2)
+    assert homogeneity_p_value(plain, ours) > 1e-3
+
+
+def _always_accept(p_token, q_token, uniform):
+    return torch.ones_like(uniform, dtype=torch.bool)
+
+
+def _residual_is_target(p, q):
+    return p
+
+
+@pytest.mark.parametrize(
+    "target, wrong", [("speculative_accept", _always_accept), ("residual_probs", _residual_is_target)]
+)
+def test_statistical_check_catches_a_wrong_acceptance_rule(pair, many, monkeypatch, target, wrong):
+    rl, base = pair
+    kwargs = dict(base_model=base, selection="all", gamma=1.0, candidate_top_k=3)
+    per_token = sample(rl, many, seed=1, **kwargs)
+    monkeypatch.setattr(acceptance, target, wrong)
+    broken = sample(rl, many, seed=2, block_size=2, **kwargs)
+    assert homogeneity_p_value(per_token, broken) < 1e-5
+
+
+def test_dense_sampling_with_blocks_accepted_past_their_first_position(tok):
+    """Close models (a base and a slightly moved RL copy) and small batches: blocks are often kept past their first
+    position, so the acceptance at later positions and the cropping after it are exercised too."""
+    base = peaked_model(4)
+    rl = copy.deepcopy(base)
+    with torch.no_grad():
+        rl.lm_head.weight.add_(torch.randn(rl.lm_head.weight.shape, generator=torch.Generator().manual_seed(9)) * 1e-3)
+    kwargs = dict(base_model=base, selection="all", gamma=1.0, candidate_top_k=3)
+    per_token = sample(rl, tok(["Q: 1+2?"] * SAMPLES, return_tensors="pt"), seed=1, **kwargs)
+    small = tok(["Q: 1+2?"] * 40, return_tensors="pt")
+    config = GenerationConfig(do_sample=True, top_k=3, max_new_tokens=3, min_new_tokens=3)
+    pieces, lengths = [], []
+    torch.manual_seed(2)
+    for _ in range(SAMPLES // 40):
+        output, stats = generate_with_extrapolation(
+            rl, **kwargs, block_size=3, **small, generation_config=config, return_stats=True
+        )
+        pieces.append(output[:, -3:-1])
+        lengths.append(stats.mean_accepted_block_length)
+    assert sum(lengths) / len(lengths) > 1.3
+    assert homogeneity_p_value(per_token, torch.cat(pieces)) > 1e-3
+
+
+# --- LoRA, custom_generate, config ----------------------------------------------------------------------------------
+def test_lora_single_weights_block_path(batch):
+    base = peaked_model(3)
+    lora = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    ).eval()
+    with torch.no_grad():
+        for name, parameter in lora.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(20.0)
+    kwargs = dict(selection="delta_logp", tau=1.0, gamma=0.5, **batch, max_new_tokens=10, do_sample=False)
+    per_token, blocks = both_paths(lora, 4, **kwargs)  # the base side: the adapter-disabled forward over the block
+    assert_same(per_token, blocks)
+    assert sum(blocks[1].num_selected) > 0
+    with pytest.raises(ValueError, match="cannot be combined with `block_size=4`"):
+        generate_with_extrapolation(lora, one_forward=True, block_size=4, **kwargs)
+
+
+def test_exported_custom_generate_honours_block_size(tmp_path, pair, batch):
+    rl, base = pair
+    folder = tmp_path / "rl"
+    rl.save_pretrained(folder)
+    config = ExtrapolationConfig(gamma=0.5, tau=1.0, candidate_top_k=5, block_size=4)
+    export_custom_generate(folder, config)
+    loaded = AutoModelForCausalLM.from_pretrained(folder)
+    common = dict(**batch, max_new_tokens=9, do_sample=False)
+    expected = generate_with_extrapolation(loaded, base_model=base, config=config, **common)
+    got = loaded.generate(**common, custom_generate=str(folder), trust_remote_code=True, base_model=base)
+    assert torch.equal(got, expected) and loaded.extrapolation_stats.num_blocks > 0
+    loaded.generate(**common, custom_generate=str(folder), trust_remote_code=True, base_model=base, block_size="none")
+    assert loaded.extrapolation_stats.num_blocks == 0
+
+
+def test_block_size_in_the_config(tmp_path):
+    assert ExtrapolationConfig(block_size="8").block_size == 8
+    assert ExtrapolationConfig(block_size="AUTO").block_size == "auto"
+    assert ExtrapolationConfig(block_size="none").block_size is None
+    config = ExtrapolationConfig(block_size="auto")
+    assert ExtrapolationConfig.from_pretrained(config.save_pretrained(tmp_path)) == config
+    for bad, match in [(0, r"`block_size` must be an integer >= 1"), (65, r"<= 64"), ("eight", r"'auto' or None")]:
+        with pytest.raises(ValueError, match=match):
+            ExtrapolationConfig(block_size=bad)
+
+
+def test_block_path_refuses_what_it_cannot_follow(pair, batch):
+    rl, base = pair
+    kwargs = dict(base_model=base, block_size=4, **batch, max_new_tokens=3)
+    with pytest.raises(ValueError, match="returns token ids only"):
+        generate_with_extrapolation(rl, **kwargs, return_dict_in_generate=True)
+    with pytest.raises(ValueError, match="classifier-free guidance"):
+        generate_with_extrapolation(rl, **kwargs, guidance_scale=2.0)
+    with pytest.raises(ValueError, match="does not support beam search"):
+        generate_with_extrapolation(rl, **kwargs, num_beams=2)
+    with pytest.raises(ValueError, match="cannot follow `stop_strings`"):
+        generate_with_extrapolation(rl, **kwargs, stop_strings=["="])
+
+
+def test_enable_extrapolation_and_the_processor_with_a_block_size(pair, batch):
+    rl, base = pair
+    rl = copy.deepcopy(rl)
+    settings = dict(gamma=0.5, selection="delta_logp", tau=1.0)
+    common = dict(**batch, max_new_tokens=8, do_sample=False)
+    expected = generate_with_extrapolation(rl, base_model=base, **settings, **common)
+    enable_extrapolation(rl, base_model=base, block_size=3, **settings)
+    assert torch.equal(rl.generate(**common), expected) and rl.extrapolation_stats.num_blocks > 0
+    disable_extrapolation(rl)
+    with pytest.warns(UserWarning, match="`block_size=3` is ignored by ExtrapolationLogitsProcessor"):
+        ExtrapolationLogitsProcessor(base_model=base, block_size=3, generation_config=rl.generation_config)
