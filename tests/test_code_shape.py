@@ -30,7 +30,11 @@ def _function_lengths(tree: ast.AST):
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             start = node.body[0]
-            if isinstance(start, ast.Expr) and isinstance(start.value, ast.Constant) and isinstance(start.value.value, str):
+            if (
+                isinstance(start, ast.Expr)
+                and isinstance(start.value, ast.Constant)
+                and isinstance(start.value.value, str)
+            ):
                 docstring_lines = start.end_lineno - start.lineno + 1
             else:
                 docstring_lines = 0

@@ -32,7 +32,9 @@ PROMPTS = ["Q: 12 + 7?\nA: ", "Q: 3-1?", "Compute 100 + 250 please.\n"]  # diffe
 TAUS = {
     "all": None,
     "delta_logp": {"rl": 1.0, "base": -2.0},
+    "delta_logp_positive": {"rl": 1.0, "base": -2.0},
     "entropy": 4.45,
+    "other_entropy": 4.45,
     "kl": 0.4,
     "kl_reverse": 0.4,
     "kl_mean": 0.4,

@@ -274,11 +274,25 @@ def test_cli_replace(model_dirs, tmp_path, capsys):
 
 def test_cli_extrapolate(model_dirs, tmp_path, capsys):
     code = main(
-        cli("extrapolate", model_dirs, tmp_path, "--gammas", "0", "0.5", "--taus", "-0.3", "--candidate_top_k", "0")
+        cli(
+            "extrapolate",
+            model_dirs,
+            tmp_path,
+            "--gammas",
+            "0",
+            "0.5",
+            "--taus",
+            "-0.3",
+            "--candidate_top_k",
+            "0",
+            "--block_size",
+            "auto",
+        )
     )
     assert code == 0
     saved = json.loads((tmp_path / "extrapolation_sweep.json").read_text())
     assert len(saved["rows"]) == 2 and saved["rows"][0]["candidate_top_k"] is None
+    assert saved["settings"]["extrapolation"]["block_size"] == "auto"
     assert (tmp_path / "extrapolation_sweep.png").is_file() and "best: gamma=" in capsys.readouterr().out
 
 

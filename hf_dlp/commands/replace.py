@@ -47,6 +47,13 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="π_extra candidates: the generator's top-k tokens (default: 50, the paper's; 0: the whole vocabulary).",
     )
+    add_option(
+        parser,
+        "block_size",
+        default=None,
+        help="Block-verified decoding: the generator drafts this many tokens and the other model scores them in one "
+        "forward (exact; 1-64, or 'auto' for an adaptive length). Default: one token at a time.",
+    )
     add_option(parser, "batch_size", type=int, default=32)
     add_option(parser, "seed", type=int, default=0)
     add_option(parser, "dtype", default="auto", choices=DTYPE_NAMES)
@@ -85,7 +92,7 @@ def parse_taus(items: list[str]) -> dict[str, list[float]]:
     >>> parse_taus(["bogus=0.1"])
     Traceback (most recent call last):
     ...
-    ValueError: `--taus` names the unknown selection rule 'bogus'; rules with a threshold: ('delta_logp', 'entropy', 'kl', 'kl_reverse', 'kl_mean', 'random').
+    ValueError: `--taus` names the unknown selection rule 'bogus'; rules with a threshold: ('delta_logp', 'delta_logp_positive', 'entropy', 'other_entropy', 'kl', 'kl_reverse', 'kl_mean', 'random').
     """
     from hf_dlp.extrapolation.config import SELECTION_RULES
 
@@ -124,6 +131,8 @@ def prepare(args: argparse.Namespace, command: str, **overrides: Any) -> dict[st
     output_dir = check_output_dir("output_dir", args.output_dir)  # before any data, model or compute
     if args.candidate_top_k is not None:
         overrides["candidate_top_k"] = args.candidate_top_k or None  # 0: the whole vocabulary
+    if args.block_size is not None:
+        overrides["block_size"] = args.block_size  # "8", "auto" or "none": ExtrapolationConfig reads the strings
     config = ExtrapolationConfig(**overrides)
     sampling = {name: getattr(args, name) for name in SAMPLING_FLAGS if getattr(args, name) is not None}
     generation_config, _ = resolve_generation_config(default_generation_config(), **sampling)

@@ -35,6 +35,9 @@ class DemoConfig:
         replacement_taus (`dict[str, list[float]]`): τ grid per selection rule of the replacement sweep.
         extrapolation_gammas (`list[float]`) and extrapolation_taus (`list[float]`): the γ × τ grid.
         top_p (`float`, defaults to `0.7`): nucleus of evaluation and sweeps (the paper's evaluation setting).
+        block_size (`int` or `str`, *optional*, defaults to `"auto"`): block-verified decoding in the sweeps (the same
+            tokens and distribution as one token at a time, fewer forwards of the other model); `None` steps the two
+            models one token at a time.
         quick (`bool`, defaults to `False`): set by `quick_version()`; recorded in the report.
 
     Examples:
@@ -77,6 +80,7 @@ class DemoConfig:
     extrapolation_gammas: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.5, 1.0])
     extrapolation_taus: list[float] = field(default_factory=lambda: [-1.0, -0.3, -0.1])
     top_p: float = 0.7
+    block_size: int | str | None = "auto"
     quick: bool = False
 
     def __post_init__(self):
@@ -87,8 +91,17 @@ class DemoConfig:
             raise ValueError(
                 f"`methods` must start with 'none' (the DAPO baseline the analysis uses), got {self.methods}."
             )
-        counts = ("train_steps", "prompts_per_step", "eval_problems", "eval_samples", "analysis_prompts",
-                  "analysis_samples", "sweep_problems", "sweep_samples", "max_completion_length")
+        counts = (
+            "train_steps",
+            "prompts_per_step",
+            "eval_problems",
+            "eval_samples",
+            "analysis_prompts",
+            "analysis_samples",
+            "sweep_problems",
+            "sweep_samples",
+            "max_completion_length",
+        )
         for name in counts:
             setattr(self, name, check_number(name, getattr(self, name), integer=True, minimum=1))
         self.num_generations = check_number(
@@ -98,6 +111,9 @@ class DemoConfig:
         self.reweight_alpha = check_number("reweight_alpha", self.reweight_alpha, minimum=0)
         self.learning_rate = check_number("learning_rate", self.learning_rate, minimum=0, exclusive_minimum=True)
         self.top_p = check_number("top_p", self.top_p, minimum=0, maximum=1, exclusive_minimum=True)
+        from ..extrapolation import ExtrapolationConfig  # validates the block size the sweeps will use
+
+        self.block_size = ExtrapolationConfig(block_size=self.block_size).block_size
 
     def quick_version(self) -> DemoConfig:
         """The same pipeline on a budget small enough for a test (under 3 minutes on 2 cores)."""

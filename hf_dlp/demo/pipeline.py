@@ -23,13 +23,35 @@ from .stages import StageRecords
 logger = logging.getLogger(__name__)
 
 # The settings each stage reads (besides the stages it builds on); a change in one of them redoes that stage.
-TRAIN_FIELDS = ("seed", "train_dataset", "reweight_alpha", "train_steps", "prompts_per_step", "num_generations",
-                "learning_rate", "max_completion_length")
+TRAIN_FIELDS = (
+    "seed",
+    "train_dataset",
+    "reweight_alpha",
+    "train_steps",
+    "prompts_per_step",
+    "num_generations",
+    "learning_rate",
+    "max_completion_length",
+)
 EVAL_FIELDS = ("seed", "eval_dataset", "eval_problems", "eval_samples", "top_p", "max_completion_length")
-ANALYSIS_FIELDS = ("seed", "eval_dataset", "eval_problems", "analysis_prompts", "analysis_samples",
-                   "max_completion_length")
-SWEEP_FIELDS = ("seed", "eval_dataset", "eval_problems", "sweep_problems", "sweep_samples", "top_p",
-                "max_completion_length")
+ANALYSIS_FIELDS = (
+    "seed",
+    "eval_dataset",
+    "eval_problems",
+    "analysis_prompts",
+    "analysis_samples",
+    "max_completion_length",
+)
+SWEEP_FIELDS = (
+    "seed",
+    "eval_dataset",
+    "eval_problems",
+    "sweep_problems",
+    "sweep_samples",
+    "top_p",
+    "max_completion_length",
+    "block_size",
+)
 
 
 def _device() -> str:
@@ -39,8 +61,13 @@ def _device() -> str:
 def _load_dataset(spec: str, *, num_examples: int, seed: int):
     from ..loading import load_dataset_spec
 
-    return load_dataset_spec(spec, num_examples=num_examples, seed=seed, limit=None if spec == "toy" else num_examples,
-                             required_columns=("prompt",))
+    return load_dataset_spec(
+        spec,
+        num_examples=num_examples,
+        seed=seed,
+        limit=None if spec == "toy" else num_examples,
+        required_columns=("prompt",),
+    )
 
 
 def _base_model_path(config: DemoConfig) -> str:
@@ -62,8 +89,12 @@ class _Stages:
 
     def inputs(self, fields: tuple[str, ...], *upstream: str, **extra: Any) -> dict[str, Any]:
         settings = {name: getattr(self.config, name) for name in fields}
-        return {**settings, **extra, "upstream": {name: self.fingerprints[name] for name in upstream},
-                "hf_dlp_version": __version__}
+        return {
+            **settings,
+            **extra,
+            "upstream": {name: self.fingerprints[name] for name in upstream},
+            "hf_dlp_version": __version__,
+        }
 
     def run(self, name: str, inputs: dict[str, Any], compute: Callable[[], Any], files: tuple[Path, ...] = ()):
         from .stages import fingerprint
@@ -85,7 +116,9 @@ class _Stages:
         return value
 
 
-def train_rl_model(config: DemoConfig, method: str, base_path: str, tokenizer, train_dataset, directory: Path) -> list[dict]:
+def train_rl_model(
+    config: DemoConfig, method: str, base_path: str, tokenizer, train_dataset, directory: Path
+) -> list[dict]:
     """Train one RLVR model with `ReweightedGRPOTrainer` (DAPO-style: ±1 reward, clip-higher, token-level loss)."""
     from transformers import AutoModelForCausalLM
 
@@ -118,7 +151,10 @@ def train_rl_model(config: DemoConfig, method: str, base_path: str, tokenizer, t
     )
     model = AutoModelForCausalLM.from_pretrained(base_path)
     trainer = ReweightedGRPOTrainer(
-        model=model, args=args, reward_funcs=[signed_accuracy_reward], train_dataset=train_dataset,
+        model=model,
+        args=args,
+        reward_funcs=[signed_accuracy_reward],
+        train_dataset=train_dataset,
         processing_class=tokenizer,
     )
     trainer.train()
@@ -132,16 +168,23 @@ def train_rl_model(config: DemoConfig, method: str, base_path: str, tokenizer, t
 def _generation_config(config: DemoConfig, top_p: float | None):
     from ..generation import default_generation_config
 
-    return default_generation_config(max_new_tokens=config.max_completion_length,
-                                     **({} if top_p is None else {"top_p": top_p}))
+    return default_generation_config(
+        max_new_tokens=config.max_completion_length, **({} if top_p is None else {"top_p": top_p})
+    )
 
 
 def _evaluate(model, tokenizer, dataset, config: DemoConfig):
     from ..evaluation import evaluate_model
 
     return evaluate_model(
-        model, tokenizer, dataset, num_samples=config.eval_samples, pass_at=sorted({1, config.eval_samples}),
-        generation_config=_generation_config(config, config.top_p), seed=config.seed, batch_size=64,
+        model,
+        tokenizer,
+        dataset,
+        num_samples=config.eval_samples,
+        pass_at=sorted({1, config.eval_samples}),
+        generation_config=_generation_config(config, config.top_p),
+        seed=config.seed,
+        batch_size=64,
     ).to_dict()
 
 
@@ -149,8 +192,13 @@ def _analysis(base_model, rl_model, tokenizer, prompts, config: DemoConfig, fold
     from ..analysis import analyze_responses, generate_responses
 
     responses = generate_responses(
-        base_model=base_model, rl_model=rl_model, tokenizer=tokenizer, prompts=prompts,
-        num_samples=config.analysis_samples, seed=config.seed, generation_config=_generation_config(config, 1.0),
+        base_model=base_model,
+        rl_model=rl_model,
+        tokenizer=tokenizer,
+        prompts=prompts,
+        num_samples=config.analysis_samples,
+        seed=config.seed,
+        generation_config=_generation_config(config, 1.0),
     )
     report = analyze_responses(base_model=base_model, rl_model=rl_model, tokenizer=tokenizer, dataset=responses)
     report.save(folder)
@@ -161,26 +209,48 @@ def _sweeps(stages: _Stages, base_model, rl_model, tokenizer, dataset, output: P
     from ..sweeps import extrapolation_sweep, replacement_sweep
 
     config = stages.config
-    common = dict(base_model=base_model, rl_model=rl_model, tokenizer=tokenizer, dataset=dataset,
-                  num_samples=config.sweep_samples, seed=config.seed,
-                  generation_config=_generation_config(config, config.top_p))
+    common = dict(
+        base_model=base_model,
+        rl_model=rl_model,
+        tokenizer=tokenizer,
+        dataset=dataset,
+        num_samples=config.sweep_samples,
+        seed=config.seed,
+        block_size=config.block_size,
+        generation_config=_generation_config(config, config.top_p),
+    )
     results: dict[str, Any] = {}
     inputs = stages.inputs(SWEEP_FIELDS, "train/none", replacement_taus=config.replacement_taus)
     results["replacement"] = stages.run(
-        "5a. replacement sweep", inputs,
-        lambda: replacement_sweep(selections=tuple(config.replacement_taus), taus=config.replacement_taus,
-                                  output_dir=output / "replacement", **common).to_dict(),
+        "5a. replacement sweep",
+        inputs,
+        lambda: replacement_sweep(
+            selections=tuple(config.replacement_taus),
+            taus=config.replacement_taus,
+            output_dir=output / "replacement",
+            **common,
+        ).to_dict(),
         files=(output / "replacement",),
     )
     results["extrapolation"] = {}
     for generator in ("rl", "base"):
-        inputs = stages.inputs(SWEEP_FIELDS, "train/none", generator=generator, gammas=config.extrapolation_gammas,
-                               taus=config.extrapolation_taus)
+        inputs = stages.inputs(
+            SWEEP_FIELDS,
+            "train/none",
+            generator=generator,
+            gammas=config.extrapolation_gammas,
+            taus=config.extrapolation_taus,
+        )
         results["extrapolation"][generator] = stages.run(
-            f"5b. extrapolation sweep ({generator} generates)", inputs,
+            f"5b. extrapolation sweep ({generator} generates)",
+            inputs,
             lambda generator=generator: extrapolation_sweep(
-                gammas=config.extrapolation_gammas, taus=config.extrapolation_taus, generator=generator,
-                output_dir=output / f"extrapolation_{generator}", **common).to_dict(),
+                gammas=config.extrapolation_gammas,
+                taus=config.extrapolation_taus,
+                generator=generator,
+                output_dir=output / f"extrapolation_{generator}",
+                **common,
+            ).to_dict(),
             files=(output / f"extrapolation_{generator}",),
         )
     return results
@@ -194,9 +264,11 @@ def _train_all(stages: _Stages, base_path: str, tokenizer, output: Path) -> dict
         directory = output / "models" / method
         inputs = stages.inputs(TRAIN_FIELDS, method=method, base_model=base_path)
         histories[method] = stages.run(
-            f"train/{method}", inputs,
+            f"train/{method}",
+            inputs,
             lambda method=method, directory=directory: train_rl_model(
-                config, method, base_path, tokenizer, train_dataset, directory),
+                config, method, base_path, tokenizer, train_dataset, directory
+            ),
             files=(directory,),
         )
     return histories
@@ -243,12 +315,14 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     eval_dataset = _load_dataset(config.eval_dataset, num_examples=config.eval_problems, seed=config.seed + 1234)
     upstream = [f"train/{method}" for method in config.methods]
     results["evaluation"] = stages.run(
-        "3. evaluation", stages.inputs(EVAL_FIELDS, *upstream),
+        "3. evaluation",
+        stages.inputs(EVAL_FIELDS, *upstream),
         lambda: {name: _evaluate(model, tokenizer, eval_dataset, config) for name, model in models.items()},
     )
     prompts = eval_dataset.select(range(min(config.analysis_prompts, len(eval_dataset))))["prompt"]
     results["analysis"] = stages.run(
-        "4. analysis", stages.inputs(ANALYSIS_FIELDS, "train/none"),
+        "4. analysis",
+        stages.inputs(ANALYSIS_FIELDS, "train/none"),
         lambda: _analysis(base_model, rl_model, tokenizer, prompts, config, output / "analysis"),
         files=(output / "analysis",),
     )

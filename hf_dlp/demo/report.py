@@ -12,8 +12,10 @@ PAPER_TABLE2 = [  # Qwen2.5-Math-7B, AIME24 Avg@32 and average Pass@16 over AIME
     ("DAPO (reweighting none)", 35.73, 57.86),
     ("Ours, low_prob α=0.2", 39.06, 62.33),
 ]
-PAPER_FIG1C = "base 11.46 → RLVR 54.58 (AIME24 Avg@32): Δlog p reaches 53.5 at ~5.3% replaced; KL 49.4, entropy ~42.5 " \
+PAPER_FIG1C = (
+    "base 11.46 → RLVR 54.58 (AIME24 Avg@32): Δlog p reaches 53.5 at ~5.3% replaced; KL 49.4, entropy ~42.5 "
     "(at 6.5%), random ~15 (at 5%)"
+)
 PAPER_FIG4 = [  # (pair, selective replace, RLVR, selective extrapolate), AIME24 Avg@32, base generates
     ("ORZ-32B", 43.33, 46.15, 47.50),
     ("DAPO-32B", 51.67, 52.50, 55.42),
@@ -21,11 +23,19 @@ PAPER_FIG4 = [  # (pair, selective replace, RLVR, selective extrapolate), AIME24
 ]
 METRIC_LABELS = {
     # selection rules of the sweeps
-    "delta_logp": "Δlog p", "kl": "KL(RL‖base)", "kl_reverse": "KL(base‖RL)", "kl_mean": "mean KL",
-    "entropy": "entropy", "random": "random",
+    "delta_logp": "Δlog p",
+    "kl": "KL(RL‖base)",
+    "kl_reverse": "KL(base‖RL)",
+    "kl_mean": "mean KL",
+    "entropy": "entropy",
+    "random": "random",
     # metrics of the analysis
-    "base_logp": "log π_base", "rl_logp": "log π_RL", "base_entropy": "entropy (base)", "rl_entropy": "entropy (RL)",
-    "kl_rl_base": "KL(RL‖base)", "kl_base_rl": "KL(base‖RL)",
+    "base_logp": "log π_base",
+    "rl_logp": "log π_RL",
+    "base_entropy": "entropy (base)",
+    "rl_entropy": "entropy (RL)",
+    "kl_rl_base": "KL(RL‖base)",
+    "kl_base_rl": "KL(base‖RL)",
 }
 
 
@@ -44,7 +54,7 @@ def _stderr(p: float, n: int) -> float:
 
 
 def _compare(first: float, second: float, n_first: int, n_second: int) -> str:
-    """"yes" if `first` beats `second` by more than two standard errors of the difference, "no" if it loses by
+    """ "yes" if `first` beats `second` by more than two standard errors of the difference, "no" if it loses by
     more, "within noise" otherwise (accuracies over `n` samples each)."""
     margin = 2 * math.sqrt(_stderr(first, n_first) ** 2 + _stderr(second, n_second) ** 2)
     if first - second > margin:
@@ -59,14 +69,25 @@ def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
     rows = []
     for name, result in evaluations.items():
         n = result["num_problems"] * k
-        rows.append([name, f"{_pct(result['avg_at_k'])} ± {_pct(_stderr(result['avg_at_k'], n))}",
-                     _pct(result["pass_at_k"]["1"]), _pct(result["pass_at_k"][str(k)])])
-    paper = _table(["paper (Qwen2.5-Math-7B)", "AIME24 Avg@32", "avg Pass@16"],
-                   [[name, a, p] for name, a, p in PAPER_TABLE2])
-    text = (f"## 3. Evaluation (Avg@{k}, Pass@k; {any_result['num_problems']} held-out problems, temperature 1.0, "
-            f"top-p {results['config']['top_p']})\n\n"
-            + _table(["model", f"Avg@{k} (± s.e.)", "Pass@1", f"Pass@{k}"], rows)
-            + "\n\nThe paper, for comparison:\n\n" + paper + "\n")
+        rows.append(
+            [
+                name,
+                f"{_pct(result['avg_at_k'])} ± {_pct(_stderr(result['avg_at_k'], n))}",
+                _pct(result["pass_at_k"]["1"]),
+                _pct(result["pass_at_k"][str(k)]),
+            ]
+        )
+    paper = _table(
+        ["paper (Qwen2.5-Math-7B)", "AIME24 Avg@32", "avg Pass@16"], [[name, a, p] for name, a, p in PAPER_TABLE2]
+    )
+    text = (
+        f"## 3. Evaluation (Avg@{k}, Pass@k; {any_result['num_problems']} held-out problems, temperature 1.0, "
+        f"top-p {results['config']['top_p']})\n\n"
+        + _table(["model", f"Avg@{k} (± s.e.)", "Pass@1", f"Pass@{k}"], rows)
+        + "\n\nThe paper, for comparison:\n\n"
+        + paper
+        + "\n"
+    )
     avg = {name: result["avg_at_k"] for name, result in evaluations.items()}
     n = any_result["num_problems"] * k
     verdicts = {"RLVR training improved on the base model": _compare(avg["none"], avg["base"], n, n)}
@@ -76,8 +97,10 @@ def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
         verdicts["low-probability reweighting beat the 'dominate' reweighting"] = _compare(
             avg["low_prob"], avg["dominate"], n, n
         )
-        text += ("\nThe paper's Table 3 (Qwen2.5-Math-7B, AIME24 Avg@32): dominate 36.35, PPL 35.63, ours 39.06; "
-                 "dominate's training entropy collapses (about 0.06 against about 0.4).\n")
+        text += (
+            "\nThe paper's Table 3 (Qwen2.5-Math-7B, AIME24 Avg@32): dominate 36.35, PPL 35.63, ours 39.06; "
+            "dominate's training entropy collapses (about 0.06 against about 0.4).\n"
+        )
     return text, verdicts
 
 
@@ -85,9 +108,14 @@ def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
     separation = results["analysis"]["separation"]
     summary = results["analysis"]["summary"]
     rows = [
-        [METRIC_LABELS.get(metric, metric), f"{summary[metric]['base']['mean']:.4f}",
-         f"{summary[metric]['rl']['mean']:.4f}", f"{stats['auroc_response']:.3f}", f"{stats['auroc_token']:.3f}",
-         f"{stats['overlap_token']:.3f}"]
+        [
+            METRIC_LABELS.get(metric, metric),
+            f"{summary[metric]['base']['mean']:.4f}",
+            f"{summary[metric]['rl']['mean']:.4f}",
+            f"{stats['auroc_response']:.3f}",
+            f"{stats['auroc_token']:.3f}",
+            f"{stats['overlap_token']:.3f}",
+        ]
         for metric, stats in separation.items()
     ]
     distance = {metric: abs(stats["auroc_response"] - 0.5) for metric, stats in separation.items()}
@@ -95,22 +123,41 @@ def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
     text = (
         "## 4. Identify: which metric tells RL-written from base-written text (Fig. 1b)\n\n"
         "![Fig. 1b](analysis/fig1b_histograms.png)\n\n"
-        + _table(["metric", "mean on base-written", "mean on RL-written", "AUROC (response mean)", "AUROC (token)",
-                  "histogram overlap"], rows)
+        + _table(
+            [
+                "metric",
+                "mean on base-written",
+                "mean on RL-written",
+                "AUROC (response mean)",
+                "AUROC (token)",
+                "histogram overlap",
+            ],
+            rows,
+        )
         + "\n\nAUROC 0.5 means the metric cannot tell who wrote a response; overlap 1 means identical histograms. "
         "The paper reports that only Δlog p shifts (RL-written text has a positive tail, base-written a negative one) "
         "while the entropy and KL histograms overlap almost completely.\n"
     )
-    verdict = {"Δlog p separates the sources better than entropy and KL":
-               "yes" if all(distance["delta_logp"] > distance[m] for m in magnitude) else "no"}
+    verdict = {
+        "Δlog p separates the sources better than entropy and KL": "yes"
+        if all(distance["delta_logp"] > distance[m] for m in magnitude)
+        else "no"
+    }
     return text, verdict
 
 
 def _replacement_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
     sweep = results["replacement"]
     refs = sweep["references"]
-    rows = [[METRIC_LABELS.get(r["selection"], r["selection"]), r["tau"], _pct(r["replacement_ratio"]),
-             _pct(r["avg_at_k"])] for r in sweep["rows"]]
+    rows = [
+        [
+            METRIC_LABELS.get(r["selection"], r["selection"]),
+            r["tau"],
+            _pct(r["replacement_ratio"]),
+            _pct(r["avg_at_k"]),
+        ]
+        for r in sweep["rows"]
+    ]
     gain = {}
     for row in sweep["rows"]:
         # Accuracy gained per percent of tokens replaced: the efficiency Fig. 1c compares.
@@ -143,15 +190,20 @@ def _extrapolation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool
             f"### generator: {generator} model\n\n![extrapolation, {generator} generates]"
             f"(extrapolation_{generator}/extrapolation_sweep.png)\n\n"
             f"References: base {_pct(refs['base'])}, RL {_pct(refs['rl'])}.\n\n"
-            + _table(["γ", "τ", "selected tokens (%)", "accuracy (%)"], rows) + "\n"
+            + _table(["γ", "τ", "selected tokens (%)", "accuracy (%)"], rows)
+            + "\n"
         )
         if best is not None:
             n = results["config"]["sweep_problems"] * results["config"]["sweep_samples"]
             verdicts[f"the best γ > 0 beat the RL model ({generator} generates)"] = _compare(
                 best["avg_at_k"], refs["rl"], n, n
             )
-    parts.append("The paper (base generates, AIME24 Avg@32):\n\n" + _table(
-        ["pair", "selective replace (γ=0)", "RLVR", "selective extrapolate"], [list(row) for row in PAPER_FIG4]))
+    parts.append(
+        "The paper (base generates, AIME24 Avg@32):\n\n"
+        + _table(
+            ["pair", "selective replace (γ=0)", "RLVR", "selective extrapolate"], [list(row) for row in PAPER_FIG4]
+        )
+    )
     return "\n".join(parts) + "\n", verdicts
 
 
@@ -182,7 +234,8 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         "# hf_dlp demo: the direction of RLVR updates, in miniature",
         "",
         f"hf_dlp {results['hf_dlp_version']}, device `{results['device']}`, seed {config['seed']}"
-        + (" (quick budget)" if config["quick"] else "") + ".",
+        + (" (quick budget)" if config["quick"] else "")
+        + ".",
         "",
         "## Summary\n\n" + honest + "\n\n" + _table(["claim", "held here"], [[c, v] for c, v in verdicts.items()]),
         "",

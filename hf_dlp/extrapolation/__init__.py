@@ -25,7 +25,7 @@ from .generate import disable_extrapolation, enable_extrapolation, generate_with
 from .lora import AdapterDisabledView, OneForwardLoraSampler, adapter_disabled_view, is_lora_model
 from .processor import ExtrapolationLogitsProcessor, ExtrapolationStats
 from .scorers import CachedModelScorer, NaiveRecomputeScorer, OtherModelScorer, SharedForwardScorer
-from .selection import extrapolate_log_probs
+from .selection import AUTHORS_CRITERIA, extrapolate_log_probs, from_authors_criteria
 
 # Names that moved to `hf_dlp.sweeps` (an experiments layer above this capability); importable from here until 0.3.0.
 _MOVED_TO_SWEEPS = (
@@ -55,6 +55,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AUTHORS_CRITERIA",
     "CONFIG_NAME",
     "GENERATOR_ROLES",
     "MAX_BLOCK_SIZE",
@@ -81,6 +82,7 @@ __all__ = [
     "enable_extrapolation",
     "export_custom_generate",
     "extrapolate_log_probs",
+    "from_authors_criteria",
     "generate_with_extrapolation",
     "is_lora_model",
     "sampling_tail",

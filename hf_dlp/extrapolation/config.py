@@ -25,10 +25,12 @@ from ..arguments import REMOVAL_VERSION, check_choice, check_number, rename_argu
 
 CONFIG_NAME = "extrapolation_config.json"
 
-SelectionRule = Literal["all", "delta_logp", "entropy", "kl", "kl_reverse", "kl_mean", "random"]
+SelectionRule = Literal[
+    "all", "delta_logp", "delta_logp_positive", "entropy", "other_entropy", "kl", "kl_reverse", "kl_mean", "random"
+]
 SELECTION_RULES: tuple[str, ...] = get_args(SelectionRule)
 # Rules whose score is a non-negative magnitude (select when score >= tau).
-MAGNITUDE_RULES: tuple[str, ...] = ("entropy", "kl", "kl_reverse", "kl_mean")
+MAGNITUDE_RULES: tuple[str, ...] = ("entropy", "other_entropy", "kl", "kl_reverse", "kl_mean")
 
 GeneratorRole = Literal["rl", "base"]
 GENERATOR_ROLES: tuple[str, ...] = get_args(GeneratorRole)
@@ -62,7 +64,9 @@ class ExtrapolationConfig:
 
             - `"all"`: every position (dense extrapolation; takes no `tau`);
             - `"delta_logp"`: Δlog p(y) <= `tau` for the candidate y (tau < 0: tokens RLVR suppressed);
+            - `"delta_logp_positive"`: Δlog p(y) >= `tau` (tau > 0: tokens RLVR promoted);
             - `"entropy"`: the generator's entropy >= `tau`;
+            - `"other_entropy"`: the other model's entropy >= `tau`;
             - `"kl"`, `"kl_reverse"`, `"kl_mean"`: KL(π_RL‖π_base), KL(π_base‖π_RL) or their mean >= `tau`;
             - `"random"`: with probability `tau`.
         tau (`float`, *optional*, defaults to `-0.35`): threshold of the selection rule (paper Δlog p: -0.3 to -0.4);
@@ -263,7 +267,8 @@ def _check_tau(selection: str, tau: Any) -> float | None:
                 "Leave `tau=None` or choose a selective rule such as 'delta_logp'."
             )
         return None
-    hint = "a negative log-probability gap such as -0.35" if selection == "delta_logp" else "a number"
+    hints = {"delta_logp": "a negative log-probability gap such as -0.35", "delta_logp_positive": "a gap such as 0.35"}
+    hint = hints.get(selection, "a number")
     if tau is None:
         raise ValueError(f"`selection={selection!r}` needs a threshold `tau` ({hint}); got `tau=None`.")
     tau = check_number("tau", tau, hint=f"`selection={selection!r}` needs {hint}.")

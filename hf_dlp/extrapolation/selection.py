@@ -100,18 +100,24 @@ def select_positions(
     >>> log_rl, log_base = torch.tensor([[0.9, 0.1], [0.5, 0.5]]).log(), torch.tensor([[0.5, 0.5], [0.5, 0.5]]).log()
     >>> select_positions("delta_logp", -0.3, torch.tensor([1, 0]), log_rl, log_base, log_rl).tolist()
     [True, False]
+    >>> select_positions("delta_logp_positive", 0.3, torch.tensor([0, 0]), log_rl, log_base, log_rl).tolist()
+    [True, False]
+    >>> select_positions("other_entropy", 0.6, torch.tensor([0, 0]), log_rl, log_base, log_rl).tolist()  # base: ln 2
+    [True, True]
     """
     batch = candidate.shape[0]
     if selection == "all":
         return torch.ones(batch, dtype=torch.bool, device=candidate.device)
     if selection == "random":
         return torch.rand(batch, generator=random, device=candidate.device) < tau
-    if selection == "delta_logp":
+    if selection in ("delta_logp", "delta_logp_positive"):
         index = candidate[:, None]
         delta = log_rl.clamp(min=LOG_FLOOR).gather(-1, index) - log_base.clamp(min=LOG_FLOOR).gather(-1, index)
-        return delta[:, 0] <= tau
+        return delta[:, 0] <= tau if selection == "delta_logp" else delta[:, 0] >= tau
     if selection == "entropy":
         score = entropy(log_generator)
+    elif selection == "other_entropy":
+        score = entropy(log_base if log_generator is log_rl else log_rl)
     elif selection == "kl":
         score = kl_divergence(log_rl, log_base)
     elif selection == "kl_reverse":
@@ -121,6 +127,53 @@ def select_positions(
     else:
         raise ValueError(f"Unknown `selection` {selection!r}; `ExtrapolationConfig` validates it.")
     return score >= tau
+
+
+# The authors' `get_enable_mask` criteria (extrapolate.py; "main" = the generator, "assistant" = the other model) as
+# (selection, sign of tau) for each generator role: tau_ours = sign * threshold.
+AUTHORS_CRITERIA: dict[str, dict[str, tuple[str, float]]] = {
+    "entropy": {"rl": ("entropy", 1.0), "base": ("entropy", 1.0)},
+    "assist_entropy": {"rl": ("other_entropy", 1.0), "base": ("other_entropy", 1.0)},
+    # logp: log p_main − log p_assistant <= t; neg_logp: its negative <= t.
+    "logp": {"rl": ("delta_logp", 1.0), "base": ("delta_logp_positive", -1.0)},
+    "neg_logp": {"rl": ("delta_logp_positive", -1.0), "base": ("delta_logp", 1.0)},
+    # kl: KL(assistant‖main) >= t; kl_r: KL(main‖assistant) >= t; js: their mean.
+    "kl": {"rl": ("kl_reverse", 1.0), "base": ("kl", 1.0)},
+    "kl_r": {"rl": ("kl", 1.0), "base": ("kl_reverse", 1.0)},
+    "js": {"rl": ("kl_mean", 1.0), "base": ("kl_mean", 1.0)},
+    "rand": {"rl": ("random", 1.0), "base": ("random", 1.0)},
+    "all": {"rl": ("all", 0.0), "base": ("all", 0.0)},
+    "none": {"rl": ("random", 0.0), "base": ("random", 0.0)},  # never selects: the generator's own `generate`
+}
+
+
+def from_authors_criteria(criteria: str, threshold: float, generator: str) -> dict[str, object]:
+    """The `selection` and `tau` that reproduce one of the authors' `--criteria` / `--threshold` settings.
+
+    Their code calls the generating model "main" and the other one "assistant", and its log-probability and KL
+    criteria are relative to the generator, so the same name means different rules for the two generator roles.
+
+    Args:
+        criteria (`str`): one of the authors' names (`AUTHORS_CRITERIA`).
+        threshold (`float`): their `--threshold`.
+        generator (`str`): `"base"` (their `scripts/run_extrapolate.sh` runs) or `"rl"`.
+
+    Examples:
+
+    >>> from_authors_criteria("neg_logp", -0.3, generator="base")   # DAPO-32B in run_extrapolate.sh
+    {'selection': 'delta_logp', 'tau': -0.3}
+    >>> from_authors_criteria("logp", -0.3, generator="base")
+    {'selection': 'delta_logp_positive', 'tau': 0.3}
+    """
+    if criteria not in AUTHORS_CRITERIA:
+        raise ValueError(f"`criteria` must be one of the authors' names {tuple(AUTHORS_CRITERIA)}, got {criteria!r}.")
+    if generator not in ("rl", "base"):
+        raise ValueError(f"`generator` must be 'rl' or 'base', got {generator!r}.")
+    selection, sign = AUTHORS_CRITERIA[criteria][generator]
+    if selection == "all":
+        return {"selection": "all", "tau": None}
+    tau = 0.0 if criteria == "none" else sign * float(threshold)
+    return {"selection": selection, "tau": tau + 0.0}
 
 
 class StepLogProbs(NamedTuple):
@@ -183,11 +236,13 @@ def dense_log_probs(step: StepLogProbs) -> torch.Tensor:
 
 
 __all__ = [
+    "AUTHORS_CRITERIA",
     "LOG_FLOOR",
     "StepLogProbs",
     "dense_log_probs",
     "entropy",
     "extrapolate_log_probs",
+    "from_authors_criteria",
     "kl_divergence",
     "redraw_log_probs",
     "select_positions",

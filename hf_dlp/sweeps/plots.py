@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 
 _LABELS = {
     "delta_logp": "Δlog p",
+    "delta_logp_positive": "Δlog p (positive)",
     "entropy": "entropy",
+    "other_entropy": "other model's entropy",
     "kl": "KL(RL‖base)",
     "kl_reverse": "KL(base‖RL)",
     "kl_mean": "mean KL",

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 # Threshold grids per rule for models of the paper's scale (Δlog p in nats, entropy/KL in nats, random a probability).
 DEFAULT_TAUS: dict[str, tuple[float, ...]] = {
     "delta_logp": (-2.0, -1.0, -0.5, -0.35, -0.2, -0.1),
+    "delta_logp_positive": (2.0, 1.0, 0.5, 0.35, 0.2, 0.1),
     "entropy": (2.0, 1.0, 0.5, 0.25, 0.1),
+    "other_entropy": (2.0, 1.0, 0.5, 0.25, 0.1),
     "kl": (1.0, 0.5, 0.2, 0.1, 0.05),
     "kl_reverse": (1.0, 0.5, 0.2, 0.1, 0.05),
     "kl_mean": (1.0, 0.5, 0.2, 0.1, 0.05),
