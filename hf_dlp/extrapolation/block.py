@@ -36,8 +36,8 @@ from .compatibility import check_transformers_compatibility
 from .config import ExtrapolationConfig
 from .decoding import check_generation_mode, draw_next_tokens, prepare_generation_config
 from .processor import (
+    ExtrapolationLogitsProcessor,
     ExtrapolationStats,
-    extrapolated_generate,
     masked_scores,
     other_side_scorer,
     private_generator,
@@ -397,7 +397,7 @@ def check_block_mode(generation_config: GenerationConfig, generate_kwargs: dict[
         )
 
 
-def block_generate(
+def run_extrapolation(
     generate,
     model: PreTrainedModel,
     other: dict[str, Any],
@@ -409,34 +409,43 @@ def block_generate(
     logits_processor: LogitsProcessorList | None = None,
     valid_vocab_size: int | None = None,
     **generate_kwargs: Any,
-) -> tuple[Any, BlockExtrapolationDecoder]:
-    """Call `generate` with a fresh `BlockExtrapolationDecoder` as `custom_generate`; return `(output, decoder)`."""
+) -> tuple[Any, ExtrapolationLogitsProcessor | BlockExtrapolationDecoder]:
+    """Call `generate` (the generator's, or a stand-in) with a fresh extrapolation object; return it with the output.
+
+    `config.block_size=None` appends an `ExtrapolationLogitsProcessor` (built with the `GenerationConfig` `generate`
+    resolves) after the caller's processors; otherwise a `BlockExtrapolationDecoder` runs as `custom_generate`, its
+    marker in the same place. Either returned object has `.stats()`. `other` is `{"base_model": ...}` or
+    `{"rl_model": ...}`. Shared by `generate_with_extrapolation` and the exported `custom_generate`.
+    """
     resolved = prepare_generation_config(model, generation_config, generate_kwargs)
     check_generation_mode(model, resolved, generate_kwargs)
-    check_block_mode(resolved, generate_kwargs)
-    decoder = BlockExtrapolationDecoder(**other, config=config, valid_vocab_size=valid_vocab_size)
+    if config.block_size is None:
+        extrapolator = ExtrapolationLogitsProcessor(
+            **other,
+            config=config,
+            prompt_attention_mask=attention_mask,
+            generation_config=resolved,
+            valid_vocab_size=valid_vocab_size,
+        )
+        appended, decoding = extrapolator, {}
+    else:
+        check_block_mode(resolved, generate_kwargs)
+        extrapolator = BlockExtrapolationDecoder(**other, config=config, valid_vocab_size=valid_vocab_size)
+        appended, decoding = extrapolator.marker, {"custom_generate": extrapolator}
     output = generate(
         input_ids=input_ids,
         attention_mask=attention_mask,
         generation_config=generation_config,
-        logits_processor=LogitsProcessorList([*(logits_processor or []), decoder.marker]),
-        custom_generate=decoder,
+        logits_processor=LogitsProcessorList([*(logits_processor or []), appended]),
+        **decoding,
         **generate_kwargs,
     )
-    return output, decoder
-
-
-def run_extrapolation(generate, model, other, config: ExtrapolationConfig, **kwargs: Any) -> tuple[Any, Any]:
-    """The per-token processor (`config.block_size=None`) or the block path; `(output, object with .stats())`."""
-    if config.block_size is None:
-        return extrapolated_generate(generate, model, other, config, **kwargs)
-    return block_generate(generate, model, other, config, **kwargs)
+    return output, extrapolator
 
 
 __all__ = [
     "BlockExtrapolationDecoder",
     "BlockMarker",
-    "block_generate",
     "check_block_mode",
     "run_extrapolation",
 ]

@@ -17,7 +17,6 @@ ship them in a checkpoint's `custom_generate/generate.py`.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,6 @@ from .config import ExtrapolationConfig, pop_overrides, resolve_config
 from .decoding import (
     check_generation_mode,
     draw_next_tokens,
-    prepare_generation_config,
     prompt_attention_mask,
     sampling_tail,
     with_special_tokens,
@@ -430,48 +428,9 @@ class ExtrapolationLogitsProcessor(LogitsProcessor):
         return result
 
 
-def extrapolated_generate(
-    generate: Callable[..., Any],
-    model: PreTrainedModel,
-    other: dict[str, Any],
-    config: ExtrapolationConfig,
-    *,
-    input_ids: torch.LongTensor,
-    attention_mask: torch.Tensor | None = None,
-    generation_config: GenerationConfig | None = None,
-    logits_processor: LogitsProcessorList | None = None,
-    valid_vocab_size: int | None = None,
-    **generate_kwargs: Any,
-) -> tuple[Any, ExtrapolationLogitsProcessor]:
-    """Call `generate` (the generator's, or a stand-in) with a fresh processor; return `(output, processor)`.
-
-    The processor gets the `GenerationConfig` `generate` resolves and is appended after the caller's processors.
-    `other` is `{"base_model": ...}` or `{"rl_model": ...}`. Shared by `generate_with_extrapolation` and the exported
-    `custom_generate`.
-    """
-    resolved = prepare_generation_config(model, generation_config, generate_kwargs)
-    check_generation_mode(model, resolved, generate_kwargs)
-    processor = ExtrapolationLogitsProcessor(
-        **other,
-        config=config,
-        prompt_attention_mask=attention_mask,
-        generation_config=resolved,
-        valid_vocab_size=valid_vocab_size,
-    )
-    output = generate(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        generation_config=generation_config,
-        logits_processor=LogitsProcessorList([*(logits_processor or []), processor]),
-        **generate_kwargs,
-    )
-    return output, processor
-
-
 __all__ = [
     "ExtrapolationLogitsProcessor",
     "ExtrapolationStats",
-    "extrapolated_generate",
     "masked_scores",
     "other_side_scorer",
     "private_generator",
