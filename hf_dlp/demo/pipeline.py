@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from .config import DemoConfig
-from .stages import StageRecords
+from .stages import StageRecords, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +97,6 @@ class _Stages:
         }
 
     def run(self, name: str, inputs: dict[str, Any], compute: Callable[[], Any], files: tuple[Path, ...] = ()):
-        from .stages import fingerprint
-
         self.fingerprints[name] = fingerprint(inputs)
         record = self.records.result(name, inputs)
         if record is not None:
