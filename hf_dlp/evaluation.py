@@ -137,6 +137,11 @@ def evaluate_model(
     All dataset columns other than the prompt are passed to `reward_fn` as keyword arguments, as TRL does; a reward
     that declares `ground_truth_columns` (the `hf_dlp.rewards` accuracy rewards) has them checked before sampling.
 
+    Under `accelerate launch` or `torchrun` the sampling batches are shared between the processes and gathered in
+    order (`hf_dlp.generation.sample_completions`), so every process gets the same result, equal to a one-process
+    run; the rewards are computed on every process. Save the result from the main process only
+    (`hf_dlp.distributed.is_main_process()`).
+
     Args:
         model (`PreTrainedModel`), tokenizer (`PreTrainedTokenizerBase`, left padding): what to evaluate.
         dataset (`datasets.Dataset`): problems, with a `prompt_column` and the columns `reward_fn` reads.

@@ -203,7 +203,10 @@ def sample_completions(
 ) -> list[list[str]]:
     """Sample `num_samples` completions for every prompt, in batches of at most `batch_size` sequences.
 
-    Each batch is seeded with `seed + batch_index`, so results do not depend on what ran before.
+    Each batch is seeded with `seed + batch_index`, so results do not depend on what ran before. Under
+    `accelerate launch` or `torchrun` the batches are shared between the processes (`hf_dlp.distributed`) and
+    gathered in order on every process: the completions are the same for 1, 2 or N processes (bit-identical on the
+    same hardware), and a progress bar shows on the main process only.
 
     Args:
         model (`PreTrainedModel`): the model to sample from.
@@ -230,7 +233,8 @@ def sample_completions(
     (2, [3, 3])
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from .distributed import distributed_map
 
     num_samples = check_number("num_samples", num_samples, integer=True, minimum=1)
     batch_size = check_number("batch_size", batch_size, integer=True, minimum=1)
@@ -240,22 +244,25 @@ def sample_completions(
     texts = [text for text in render_prompts(tokenizer, prompts) for _ in range(num_samples)]
     generate = generate_fn if generate_fn is not None else model.generate
     device = next(model.parameters()).device
-    decoded: list[str] = []
-    starts = range(0, len(texts), batch_size)
-    with torch.inference_mode():
-        for batch_index, start in enumerate(tqdm(starts, desc="sampling", disable=not progress, unit="batch")):
-            batch = tokenizer(
-                texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-            ).to(device)
-            torch.manual_seed(seed + batch_index)
+
+    def run_batch(batch_index: int) -> list[str]:
+        start = batch_index * batch_size
+        batch = tokenizer(
+            texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(device)
+        torch.manual_seed(seed + batch_index)
+        with torch.inference_mode():
             sequences = generate(
                 input_ids=batch.input_ids,
                 attention_mask=batch.attention_mask,
                 generation_config=config,
                 **model_kwargs,
             )
-            new_tokens = sequences[:, batch.input_ids.shape[1] :]
-            decoded.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        return tokenizer.batch_decode(sequences[:, batch.input_ids.shape[1] :], skip_special_tokens=True)
+
+    num_batches = -(-len(texts) // batch_size)
+    batches = distributed_map(run_batch, num_batches, progress=progress, description="sampling")
+    decoded = [text for batch in batches for text in batch]
     return [decoded[i : i + num_samples] for i in range(0, len(decoded), num_samples)]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .arguments import check_choice, check_number
+from .model_specs import is_model_spec, resolve_model_spec
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -66,6 +67,9 @@ def looks_like_local_path(name_or_path: str | Path) -> bool:
 def check_model_source(name_or_path: str | Path, *, argument: str = "model") -> str:
     """Return the name as a string; raise `FileNotFoundError` for a local-looking path that does not exist.
 
+    A `gguf:` or `pip:` spec (`hf_dlp.model_specs`) becomes the folder of its converted checkpoint (converted on first
+    use).
+
     Examples:
 
     >>> check_model_source("./no/such/checkpoint", argument="rl_model")
@@ -75,6 +79,8 @@ def check_model_source(name_or_path: str | Path, *, argument: str = "model") -> 
     """
     if not isinstance(name_or_path, str | Path) or not str(name_or_path):
         raise ValueError(f"`{argument}` must be a model folder or Hub id, got {name_or_path!r}.")
+    if is_model_spec(name_or_path):
+        return resolve_model_spec(name_or_path, argument=argument)
     path = Path(name_or_path).expanduser()
     if looks_like_local_path(name_or_path) and not path.exists():
         raise FileNotFoundError(
@@ -192,7 +198,8 @@ def load_dataset_spec(
 ) -> Dataset:
     """Load a data set named on a command line, as a `datasets.Dataset`.
 
-    `spec` is one of: `"toy"` or `"toy:LEVEL"` (the offline arithmetic task, `num_examples` problems), a
+    `spec` is one of: `"toy"` or `"toy:LEVEL"` (the offline arithmetic task, `num_examples` problems), `"words"` or
+    `"words:LEVEL"` (the same numbers as natural-language word problems, chat prompts by default), a
     `save_to_disk` folder, a `.json`/`.jsonl`/`.csv`/`.parquet` file, or a Hub dataset id (its `split`).
     `name` is a Hub dataset's configuration (`load_dataset(spec, name)`). `limit` keeps the first rows only.
     `required_columns` are checked at once, before any sampling or training.
@@ -217,6 +224,11 @@ def load_dataset_spec(
 
         level = spec.split(":", 1)[1] if ":" in spec else level
         dataset = make_arithmetic_dataset(level=level, num_examples=num_examples, prompt_form=prompt_form, seed=seed)
+    elif spec == "words" or spec.startswith("words:"):
+        from .toy import make_word_problem_dataset
+
+        level = spec.split(":", 1)[1] if ":" in spec else level
+        dataset = make_word_problem_dataset(level=level, num_examples=num_examples, seed=seed)
     elif path.is_dir():
         try:
             dataset = load_from_disk(spec)

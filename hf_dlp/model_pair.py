@@ -8,7 +8,7 @@ when the two output layers differ and nothing says which ids are real, hf_dlp re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .arguments import check_number
 
@@ -113,22 +113,91 @@ def common_vocab_size(
     )
 
 
+def check_model_devices(model: PreTrainedModel, argument: str = "model") -> None:
+    """Refuse a model whose weights cannot run a forward at every generated token: weights on the `meta` device (built
+    empty, never loaded) or layers offloaded to disk by a `device_map`.
+
+    Models split over several GPUs, or between GPUs and the CPU, are fine: hf_dlp moves the other model's logits to
+    the generating model's device.
+
+    Examples:
+
+    >>> from hf_dlp.toy import build_tiny_causal_lm
+    >>> model = build_tiny_causal_lm(size="nano")
+    >>> check_model_devices(model)
+    >>> model.hf_device_map = {"model.embed_tokens": "cpu", "model.layers": "disk"}
+    >>> check_model_devices(model, "rl_model")
+    Traceback (most recent call last):
+    ...
+    ValueError: `rl_model` has layers offloaded to disk (['model.layers']); extrapolation and scoring run it at every token, which would read those weights from disk each time. Load it with a `device_map` that fits GPU and CPU memory (e.g. `max_memory=`), a smaller `dtype`, or more devices.
+    """
+    device_map = getattr(model, "hf_device_map", None) or {}
+    on_disk = [name for name, device in device_map.items() if str(device) == "disk"]
+    if on_disk:
+        raise ValueError(
+            f"`{argument}` has layers offloaded to disk ({on_disk[:5]}); extrapolation and scoring run it at every "
+            "token, which would read those weights from disk each time. Load it with a `device_map` that fits GPU "
+            "and CPU memory (e.g. `max_memory=`), a smaller `dtype`, or more devices."
+        )
+    if not device_map and any(parameter.device.type == "meta" for parameter in model.parameters()):
+        raise ValueError(
+            f"`{argument}` has weights on the `meta` device (built empty, never loaded); load it with "
+            "`from_pretrained` (or `load_model_pair`) before using it."
+        )
+
+
+def check_pair_devices(base_model: PreTrainedModel, rl_model: PreTrainedModel) -> None:
+    """`check_model_devices` for both models of a pair, naming the one that cannot run (before any generation).
+
+    Examples:
+
+    >>> from hf_dlp.toy import build_tiny_causal_lm
+    >>> check_pair_devices(build_tiny_causal_lm(size="nano"), build_tiny_causal_lm(size="nano"))
+    """
+    check_model_devices(base_model, "base_model")
+    check_model_devices(rl_model, "rl_model")
+
+
+def _load_causal_lm(source: str, dtype: str, device: str | None, device_map: Any) -> PreTrainedModel:
+    """One model of the pair: on `device` (default: this process's device), or placed by `device_map`."""
+    from .distributed import default_device, num_processes, process_gpus
+    from .loading import load_causal_lm, torch_dtype
+
+    if device_map is None:
+        return load_causal_lm(source, dtype, device if device is not None else str(default_device()))
+    from transformers import AutoModelForCausalLM
+
+    options: dict[str, Any] = {"device_map": device_map}
+    if device_map == "auto" and num_processes() > 1:  # each process spreads its pair over its own GPUs only
+        import torch
+
+        options["max_memory"] = {gpu: torch.cuda.mem_get_info(gpu)[0] for gpu in process_gpus()}
+    return AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(dtype), **options).eval()
+
+
 def load_model_pair(
     base_model: str | Path,
     rl_model: str | Path,
     *,
     dtype: str = "auto",
     device: str | None = None,
+    device_map: str | dict[str, Any] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokenizerBase]:
     """Load base and RL causal LMs (local folders or Hub ids) and the shared tokenizer, refusing mismatched ones.
 
-    The tokenizers are compared before any weights load, so a mismatched pair fails in seconds.
+    The tokenizers are compared before any weights load, so a mismatched pair fails in seconds; after loading, a
+    model offloaded to disk is refused (`check_pair_devices`).
 
     Args:
         base_model, rl_model (`str` or `Path`): model folders or Hub ids.
         dtype (`str`, *optional*, defaults to `"auto"`): one of `hf_dlp.loading.DTYPE_NAMES` (`"auto"` keeps the
             checkpoints' dtype).
-        device (`str`, *optional*): where to put both models; defaults to `"cuda"` when available, else `"cpu"`.
+        device (`str`, *optional*): where to put both models; defaults to this process's device (`cuda:LOCAL_RANK`
+            under `accelerate launch`/`torchrun`, else `"cuda"` when available, else `"cpu"`).
+        device_map (`str` or `dict`, *optional*): passed to `from_pretrained` for each model instead of `device`
+            (`"auto"` spreads a pair too big for one GPU over the visible GPUs; under a launcher over this
+            process's share of them, `hf_dlp.distributed.process_gpus`; a dict places modules by name). The other
+            model's logits are moved to the generating model's device.
 
     Returns:
         `tuple`: `(base_model, rl_model, tokenizer)`, models in eval mode, the base model's tokenizer (left padding).
@@ -144,15 +213,32 @@ def load_model_pair(
     >>> base, rl, tok = load_model_pair(folder, folder, dtype="bfloat16", device="cpu")
     >>> base.dtype, len(tok)
     (torch.bfloat16, 106)
+    >>> base, rl, tok = load_model_pair(folder, folder, dtype="float32", device_map={"": "cpu"})
+    >>> base.device.type, rl.dtype
+    ('cpu', torch.float32)
     """
-    from .loading import check_dtype, check_model_source, load_causal_lm, load_tokenizer
+    from .loading import check_dtype, check_model_source, load_tokenizer
 
     check_dtype(dtype)
+    if device is not None and device_map is not None:
+        raise ValueError(
+            f"Give `device` ({device!r}) or `device_map` ({device_map!r}), not both: `device_map` places the models."
+        )
     base_model = check_model_source(base_model, argument="base_model")  # a missing folder is named as such
     rl_model = check_model_source(rl_model, argument="rl_model")
     tokenizer, rl_tokenizer = load_tokenizer(base_model), load_tokenizer(rl_model)
     check_same_vocabulary(tokenizer, rl_tokenizer)
-    return load_causal_lm(base_model, dtype, device), load_causal_lm(rl_model, dtype, device), tokenizer
+    base = _load_causal_lm(base_model, dtype, device, device_map)
+    rl = _load_causal_lm(rl_model, dtype, device, device_map)
+    check_pair_devices(base, rl)
+    return base, rl, tokenizer
 
 
-__all__ = ["check_same_vocabulary", "common_vocab_size", "load_model_pair", "output_vocab_size"]
+__all__ = [
+    "check_model_devices",
+    "check_pair_devices",
+    "check_same_vocabulary",
+    "common_vocab_size",
+    "load_model_pair",
+    "output_vocab_size",
+]

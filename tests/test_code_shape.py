@@ -116,6 +116,11 @@ PUBLIC_PACKAGES = (
     "hf_dlp.loading",
     "hf_dlp.model_pair",
     "hf_dlp.rewards",
+    "hf_dlp.distributed",
+    "hf_dlp.model_specs",
+    "hf_dlp.demo.presets",
+    "hf_dlp.demo.training",
+    "hf_dlp.sweeps.cells",
 )
 
 

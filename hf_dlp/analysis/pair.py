@@ -64,11 +64,15 @@ def analyze_model_pair(
     seed: int = 0,
     dtype: str = "auto",
     device: str | None = None,
+    device_map: str | dict[str, Any] | None = None,
     generation_config: GenerationConfig | None = None,
     progress: bool = True,
     **generate_kwargs: Any,
 ) -> AnalysisReport:
     """Sample `num_samples` responses per prompt from each model, then score all of them with both models.
+
+    Under `accelerate launch` or `torchrun` the sampling and scoring batches are shared between the processes and
+    every process returns the same report, equal to the one-process report (same samples, same numbers).
 
     This reproduces the setting of the paper's Fig. 1b: the report's histograms compare base-written with
     RL-written responses. `base_model` and `rl_model` are model folders or Hub ids (loaded with
@@ -87,7 +91,8 @@ def analyze_model_pair(
             formerly `top_k` (deprecated, removed in hf_dlp 0.3.0; until then `top_k=` means this, and a sampling
             top-k goes in `generation_config`).
         seed (`int`, *optional*, defaults to `0`): base seed of the sampling.
-        dtype, device: how to load models given by name (see `load_model_pair`).
+        dtype, device, device_map: how to load models given by name (see `load_model_pair`; by default each
+            process of a launched run takes its own device).
         generation_config (`GenerationConfig`, *optional*): sampling settings; defaults to
             `hf_dlp.generation.default_generation_config()` (temperature 1.0, top-p 0.7, 256 new tokens).
             `generate_kwargs` override single settings (`max_new_tokens=64`), as in `generate`.
@@ -116,7 +121,9 @@ def analyze_model_pair(
     config, model_kwargs = resolve_generation_config(generation_config, **generate_kwargs)
     if isinstance(base_model, str | Path):
         check_dtype(dtype)
-        base_model, rl_model, loaded = load_model_pair(base_model, rl_model, dtype=dtype, device=device)
+        base_model, rl_model, loaded = load_model_pair(
+            base_model, rl_model, dtype=dtype, device=device, device_map=device_map
+        )
         tokenizer = tokenizer if tokenizer is not None else loaded
     models = {"base_model": base_model, "rl_model": rl_model, "tokenizer": tokenizer}
     responses = generate_responses(

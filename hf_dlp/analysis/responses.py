@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import Dataset
-from tqdm.auto import tqdm
 
 from ..arguments import check_number, keyword_only_models
+from ..distributed import distributed_map
 from ..generation import Prompt, check_prompts, render_prompts, resolve_generation_config, sample_completions
 from ..model_pair import check_same_vocabulary
 from .metrics import (
@@ -92,13 +92,18 @@ def _check_columns(dataset: Dataset, prompt_column: str, response_column: str) -
 
 
 def _score_rows(models, tokenizer, pairs, options: dict[str, Any], vocab_size: int, progress: bool):
-    """Per-row metric values of every (prompt ids, response ids) pair, batched longest first."""
+    """Per-row metric values (CPU tensors) of every (prompt ids, response ids) pair, batched longest first.
+
+    The batches are fixed by the data (the rows sorted by length, then cut every `batch_size`), and shared between
+    the processes of a launched run (`hf_dlp.distributed`), so every row is scored in the same batch, with the same
+    padding, whatever the number of processes: the values equal the one-process run exactly.
+    """
     pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
     order = sorted(range(len(pairs)), key=lambda row: -(len(pairs[row][0]) + len(pairs[row][1])))
-    per_row: list[dict[str, torch.Tensor] | None] = [None] * len(pairs)
     batch_size = options["batch_size"]
-    for start in tqdm(range(0, len(order), batch_size), desc="scoring responses", unit="batch", disable=not progress):
-        rows = order[start : start + batch_size]
+
+    def score_batch(batch_index: int) -> list[dict[str, torch.Tensor]]:
+        rows = order[batch_index * batch_size : (batch_index + 1) * batch_size]
         input_ids, attention, completion = _pad_batch([pairs[r] for r in rows], tokenizer.padding_side, pad_id)
         metrics = compute_token_metrics(
             base_model=models[0],
@@ -110,9 +115,16 @@ def _score_rows(models, tokenizer, pairs, options: dict[str, Any], vocab_size: i
             vocab_size=vocab_size,
             chunk_size=options["chunk_size"],
         )
-        for index, row in enumerate(rows):
-            mask = metrics.mask[index]
-            per_row[row] = {name: metrics[name][index][mask] for name in METRIC_NAMES}
+        return [
+            {name: metrics[name][index][metrics.mask[index]].cpu() for name in METRIC_NAMES}
+            for index in range(len(rows))
+        ]
+
+    num_batches = -(-len(order) // batch_size)
+    batches = distributed_map(score_batch, num_batches, progress=progress, description="scoring responses")
+    per_row: list[dict[str, torch.Tensor] | None] = [None] * len(pairs)
+    for row, values in zip(order, (values for batch in batches for values in batch), strict=True):
+        per_row[row] = values
     return per_row
 
 

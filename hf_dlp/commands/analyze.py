@@ -56,7 +56,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Reproduce the paper code's top-k log-prob approximation (it uses 50); default: exact.",
     )
     add_option(parser, "dtype", default="auto", choices=DTYPE_NAMES)
-    add_option(parser, "device", default=None, help="cpu, cuda, ... (default: cuda if available).")
+    add_option(
+        parser,
+        "device",
+        default=None,
+        help="cpu, cuda, ... (default: this process's GPU under `accelerate launch`/`torchrun`, else cuda if "
+        "available).",
+    )
+    add_option(
+        parser,
+        "device_map",
+        default=None,
+        help="Place each model with `from_pretrained(device_map=...)` instead of `--device` (e.g. 'auto' to spread a "
+        "pair too big for one GPU over the visible GPUs).",
+    )
     add_option(parser, "seed", type=int, default=0)
     add_option(parser, "no_plots", action="store_true", help="Write the JSON only.")
 
@@ -88,7 +101,9 @@ def _score(args: argparse.Namespace, dataset, response_column: str):
     options = check_scoring_options(
         batch_size=args.batch_size, max_length=args.max_length, logprobs_top_k=args.logprobs_top_k
     )
-    base, rl, tokenizer = load_model_pair(args.base_model, args.rl_model, dtype=args.dtype, device=args.device)
+    base, rl, tokenizer = load_model_pair(
+        args.base_model, args.rl_model, dtype=args.dtype, device=args.device, device_map=args.device_map
+    )
     return analyze_responses(
         base_model=base,
         rl_model=rl,
@@ -117,13 +132,17 @@ def _sample_and_score(args: argparse.Namespace, dataset):
         seed=args.seed,
         dtype=args.dtype,
         device=args.device,
+        device_map=args.device_map,
         **sampling,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the analysis; under `accelerate launch`/`torchrun` the work is shared and the main process writes and
+    prints the report."""
     from hf_dlp.analysis.report import ALL_METRICS_FILE, FIG1B_FILE, REPORT_FILE
     from hf_dlp.arguments import check_output_dir
+    from hf_dlp.distributed import is_main_process
 
     missing = [f"--{name}" for name in ("base_model", "rl_model") if getattr(args, name) is None]
     if missing:
@@ -137,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = _sample_and_score(args, dataset)
     report.settings.update(base_model=str(args.base_model), rl_model=str(args.rl_model), dataset=args.dataset)
+    if not is_main_process():
+        return 0
     output = report.save(output_dir, plots=not args.no_plots)
     counts = ", ".join(f"{report.sources.count(s)} {s}" for s in report.source_names)
     print(f"Scored {report.num_tokens} tokens in {report.num_responses} responses ({counts}).")

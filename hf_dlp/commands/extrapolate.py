@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the sweep (shared between the processes of a launched run; the main process writes and prints)."""
+    from hf_dlp.distributed import is_main_process
     from hf_dlp.sweeps import extrapolation_sweep
 
     # `tau` is swept; the config only has to accept the rule (a placeholder threshold for selective ones).
@@ -38,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if inputs is None:
         return 2
     result = extrapolation_sweep(gammas=args.gammas, taus=args.taus, **inputs)
+    if not is_main_process():
+        return 0
     print(f"base: {result.references['base']:.4f}  rl: {result.references['rl']:.4f}")
     for row in result.rows:
         tau = "-" if row["tau"] is None else f"{row['tau']:g}"

@@ -3,6 +3,10 @@
 Everything that can be checked before the models load is checked first: the output folder, the extrapolation
 settings (`ExtrapolationConfig`), the sampling settings (`GenerationConfig`), the τ grids, the dtype, the data set and
 its columns, and the two tokenizers (they must match). Only then do the weights load and the sweep run.
+
+Under `accelerate launch` (or `torchrun`) each process loads the pair on its own device and takes its share of every
+cell's batches; the results equal a one-process run, and the main process writes them (`output_dir/cells/` holds
+each finished cell, so an interrupted sweep resumes where it stopped when rerun with the same settings).
 """
 
 from __future__ import annotations
@@ -57,7 +61,19 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "batch_size", type=int, default=32)
     add_option(parser, "seed", type=int, default=0)
     add_option(parser, "dtype", default="auto", choices=DTYPE_NAMES)
-    add_option(parser, "device", default=None, help="Default: cuda when available, else cpu.")
+    add_option(
+        parser,
+        "device",
+        default=None,
+        help="Default: this process's GPU under `accelerate launch`/`torchrun`, else cuda when available, else cpu.",
+    )
+    add_option(
+        parser,
+        "device_map",
+        default=None,
+        help="Place each model with `from_pretrained(device_map=...)` instead of `--device` ('auto': over the "
+        "visible GPUs, for a pair too big for one).",
+    )
     add_option(parser, "output_dir", required=True, help="Where the JSON results and PNG plot go.")
     add_option(parser, "no_progress", action="store_true", help="Hide progress bars.")
 
@@ -148,7 +164,9 @@ def prepare(args: argparse.Namespace, command: str, **overrides: Any) -> dict[st
     )
     if args.prompt_column != "prompt":
         dataset = dataset.rename_column(args.prompt_column, "prompt")
-    base, rl, tokenizer = load_model_pair(args.base_model, args.rl_model, dtype=args.dtype, device=args.device)
+    base, rl, tokenizer = load_model_pair(
+        args.base_model, args.rl_model, dtype=args.dtype, device=args.device, device_map=args.device_map
+    )
     if args.tokenizer is not None:
         given = load_tokenizer(args.tokenizer)
         check_same_vocabulary(given, tokenizer)
@@ -170,6 +188,9 @@ def prepare(args: argparse.Namespace, command: str, **overrides: Any) -> dict[st
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the sweep; under `accelerate launch`/`torchrun` the cells' batches are shared, the main process writes
+    and prints."""
+    from hf_dlp.distributed import is_main_process
     from hf_dlp.sweeps import replacement_sweep
 
     taus = parse_taus(args.taus)
@@ -177,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
     if inputs is None:
         return 2
     result = replacement_sweep(selections=args.selections, taus=taus, **inputs)
+    if not is_main_process():
+        return 0
     print(f"base: {result.references['base']:.4f}  rl: {result.references['rl']:.4f}")
     for row in result.rows:
         print(

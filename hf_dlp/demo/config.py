@@ -38,6 +38,20 @@ class DemoConfig:
         block_size (`int` or `str`, *optional*, defaults to `"auto"`): block-verified decoding in the sweeps (the same
             tokens and distribution as one token at a time, fewer forwards of the other model); `None` steps the two
             models one token at a time.
+        seeds (`int`, defaults to `1`): train every method with the seeds `seed, seed + 1, …, seed + seeds - 1`
+            (the paper's Fig. 9 repeats training with 4 seeds); training claims are then judged on the across-seed
+            mean and its standard error. The analysis and sweeps use the `none` model of the first seed.
+        preset (`str`, defaults to `"toy"`): the name of the preset these settings came from (`hf_dlp.demo.presets`).
+        rl_model (`str`, *optional*): an RLVR model to analyse instead of training one (a folder, Hub id or model
+            spec); then `methods` must be `("none",)` and no training runs (the paper's extrapolation pairs).
+        lora_rank (`int`, *optional*): train LoRA adapters of this rank (merged into the saved model) instead of
+            every weight; lora_alpha (`float`, defaults to `32`) is their scale.
+        dtype (`str`, defaults to `"float32"`): the dtype models are loaded and trained in (`"bfloat16"` on GPUs).
+        question_column (`str`, *optional*): for data sets without a `prompt` column, the column holding the problem
+            text (`"problem"` in AIME 2024); prompts are then built as the paper's (`hf_dlp.demo.data`), and
+            answer_column (`str`, defaults to `"answer"`) is the ground truth. dataset_config (`str`, *optional*) is a
+            Hub data set's configuration, eval_split (`str`, defaults to `"train"`) the split evaluated.
+        eval_batch_size (`int`, defaults to `64`): sequences per `generate` call in evaluation, analysis and sweeps.
         quick (`bool`, defaults to `False`): set by `quick_version()`; recorded in the report.
 
     Examples:
@@ -81,6 +95,17 @@ class DemoConfig:
     extrapolation_taus: list[float] = field(default_factory=lambda: [-1.0, -0.3, -0.1])
     top_p: float = 0.7
     block_size: int | str | None = "auto"
+    seeds: int = 1
+    preset: str = "toy"
+    rl_model: str | None = None
+    lora_rank: int | None = None
+    lora_alpha: float = 32.0
+    dtype: str = "float32"
+    eval_batch_size: int = 64
+    question_column: str | None = None
+    answer_column: str = "answer"
+    dataset_config: str | None = None
+    eval_split: str = "train"
     quick: bool = False
 
     def __post_init__(self):
@@ -101,6 +126,8 @@ class DemoConfig:
             "sweep_problems",
             "sweep_samples",
             "max_completion_length",
+            "seeds",
+            "eval_batch_size",
         )
         for name in counts:
             setattr(self, name, check_number(name, getattr(self, name), integer=True, minimum=1))
@@ -111,14 +138,29 @@ class DemoConfig:
         self.reweight_alpha = check_number("reweight_alpha", self.reweight_alpha, minimum=0)
         self.learning_rate = check_number("learning_rate", self.learning_rate, minimum=0, exclusive_minimum=True)
         self.top_p = check_number("top_p", self.top_p, minimum=0, maximum=1, exclusive_minimum=True)
+        self.lora_rank = check_number("lora_rank", self.lora_rank, integer=True, minimum=1, allow_none=True)
+        self.lora_alpha = check_number("lora_alpha", self.lora_alpha, minimum=0, exclusive_minimum=True)
+        self.dtype = check_choice("dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        if self.rl_model is not None and self.methods != ("none",):
+            raise ValueError(
+                f"`rl_model` ({self.rl_model!r}) replaces training, so `methods` must be ('none',), got "
+                f"{self.methods}. Drop `rl_model` to train the methods."
+            )
         from ..extrapolation import ExtrapolationConfig  # validates the block size the sweeps will use
 
         self.block_size = ExtrapolationConfig(block_size=self.block_size).block_size
 
+    @property
+    def training_seeds(self) -> list[int]:
+        """The seeds every method is trained with."""
+        return [self.seed + offset for offset in range(self.seeds)]
+
     def quick_version(self) -> DemoConfig:
-        """The same pipeline on a budget small enough for a test (under 3 minutes on 2 cores)."""
+        """The same pipeline on a budget small enough for a test (toy: under 3 minutes on 2 cores; SmolLM2: under
+        10)."""
         return replace(
             self,
+            seeds=min(self.seeds, 2),
             quick=True,
             train_steps=6,
             prompts_per_step=2,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..distributed import default_device, is_main_process
 from .config import DemoConfig
 from .stages import StageRecords, fingerprint
 
@@ -26,53 +27,79 @@ logger = logging.getLogger(__name__)
 TRAIN_FIELDS = (
     "seed",
     "train_dataset",
+    "question_column",
+    "answer_column",
+    "dataset_config",
     "reweight_alpha",
     "train_steps",
     "prompts_per_step",
     "num_generations",
     "learning_rate",
     "max_completion_length",
+    "lora_rank",
+    "lora_alpha",
+    "dtype",
 )
-EVAL_FIELDS = ("seed", "eval_dataset", "eval_problems", "eval_samples", "top_p", "max_completion_length")
-ANALYSIS_FIELDS = (
+# What every stage on the evaluation problems reads: which problems, how long the answers, how models run.
+_EVAL_DATA_FIELDS = (
     "seed",
     "eval_dataset",
+    "eval_split",
+    "question_column",
+    "answer_column",
+    "dataset_config",
     "eval_problems",
-    "analysis_prompts",
-    "analysis_samples",
     "max_completion_length",
+    "dtype",
+    "eval_batch_size",
 )
-SWEEP_FIELDS = (
-    "seed",
-    "eval_dataset",
-    "eval_problems",
-    "sweep_problems",
-    "sweep_samples",
-    "top_p",
-    "max_completion_length",
-    "block_size",
-)
+EVAL_FIELDS = (*_EVAL_DATA_FIELDS, "eval_samples", "top_p")
+ANALYSIS_FIELDS = (*_EVAL_DATA_FIELDS, "analysis_prompts", "analysis_samples")
+SWEEP_FIELDS = (*_EVAL_DATA_FIELDS, "sweep_problems", "sweep_samples", "top_p", "block_size")
 
 
 def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(default_device())  # this process's own GPU under a launcher
 
 
-def _load_dataset(spec: str, *, num_examples: int, seed: int):
-    from ..loading import load_dataset_spec
+ENVIRONMENT_PACKAGES = ("torch", "transformers", "trl", "accelerate", "peft", "datasets", "numpy", "math-verify")
 
-    return load_dataset_spec(
-        spec,
-        num_examples=num_examples,
-        seed=seed,
-        limit=None if spec == "toy" else num_examples,
-        required_columns=("prompt",),
-    )
+
+def environment() -> dict[str, Any]:
+    """What the numbers depend on besides the settings: package versions, Python, the CPU and torch's threads."""
+    import os
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ENVIRONMENT_PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "packages": versions,
+    }
+
+
+def _load_dataset(config: DemoConfig, spec: str, *, num_examples: int, seed: int, split: str):
+    from .data import load_demo_dataset
+
+    return load_demo_dataset(
+        spec, num_examples=num_examples, seed=seed, question_column=config.question_column,
+        answer_column=config.answer_column, dataset_config=config.dataset_config, split=split,
+    )  # fmt: skip
 
 
 def _base_model_path(config: DemoConfig) -> str:
     if config.base_model is not None:
-        return config.base_model
+        from ..loading import check_model_source
+
+        return check_model_source(config.base_model, argument="base_model")  # a gguf:/pip: spec becomes a folder
     from ..toy import BaseModelSettings, make_toy_base_model
 
     return str(make_toy_base_model(BaseModelSettings()))
@@ -114,55 +141,6 @@ class _Stages:
         return value
 
 
-def train_rl_model(
-    config: DemoConfig, method: str, base_path: str, tokenizer, train_dataset, directory: Path
-) -> list[dict]:
-    """Train one RLVR model with `ReweightedGRPOTrainer` (DAPO-style: ±1 reward, clip-higher, token-level loss)."""
-    from transformers import AutoModelForCausalLM
-
-    from ..rewards import signed_accuracy_reward
-    from ..training import ReweightedGRPOConfig, ReweightedGRPOTrainer
-
-    args = ReweightedGRPOConfig(
-        output_dir=str(directory),
-        reweighting=method,
-        reweight_alpha=config.reweight_alpha,
-        max_steps=config.train_steps,
-        per_device_train_batch_size=config.prompts_per_step * config.num_generations,
-        num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        loss_type="dapo",
-        beta=0.0,
-        epsilon=0.2,
-        epsilon_high=0.28,
-        temperature=1.0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=config.seed,
-        use_cpu=_device() == "cpu",
-        bf16=False,
-        gradient_checkpointing=False,  # tiny models: recomputation costs more than the memory it saves
-    )
-    model = AutoModelForCausalLM.from_pretrained(base_path)
-    trainer = ReweightedGRPOTrainer(
-        model=model,
-        args=args,
-        reward_funcs=[signed_accuracy_reward],
-        train_dataset=train_dataset,
-        processing_class=tokenizer,
-    )
-    trainer.train()
-    trainer.save_model(str(directory))
-    tokenizer.save_pretrained(str(directory))
-    history = [entry for entry in trainer.state.log_history if "reward" in entry]
-    (directory / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
-    return history
-
-
 def _generation_config(config: DemoConfig, top_p: float | None):
     from ..generation import default_generation_config
 
@@ -182,8 +160,18 @@ def _evaluate(model, tokenizer, dataset, config: DemoConfig):
         pass_at=sorted({1, config.eval_samples}),
         generation_config=_generation_config(config, config.top_p),
         seed=config.seed,
-        batch_size=64,
+        batch_size=config.eval_batch_size,
+        progress=False,
     ).to_dict()
+
+
+def _evaluate_all(models: dict[str, Any], tokenizer, dataset, config: DemoConfig) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    results = {}
+    for name in tqdm(models, desc="3. evaluation", unit="model"):
+        results[name] = _evaluate(models[name], tokenizer, dataset, config)
+    return results
 
 
 def _analysis(base_model, rl_model, tokenizer, prompts, config: DemoConfig, folder: Path) -> dict[str, Any]:
@@ -196,10 +184,13 @@ def _analysis(base_model, rl_model, tokenizer, prompts, config: DemoConfig, fold
         prompts=prompts,
         num_samples=config.analysis_samples,
         seed=config.seed,
+        batch_size=config.eval_batch_size,
         generation_config=_generation_config(config, 1.0),
+        progress=False,
     )
     report = analyze_responses(base_model=base_model, rl_model=rl_model, tokenizer=tokenizer, dataset=responses)
-    report.save(folder)
+    if is_main_process():
+        report.save(folder)
     return {"summary": report.summary(), "separation": report.separation(), "table": report.format_table()}
 
 
@@ -214,6 +205,7 @@ def _sweeps(stages: _Stages, base_model, rl_model, tokenizer, dataset, output: P
         dataset=dataset,
         num_samples=config.sweep_samples,
         seed=config.seed,
+        batch_size=config.eval_batch_size,
         block_size=config.block_size,
         generation_config=_generation_config(config, config.top_p),
     )
@@ -254,22 +246,54 @@ def _sweeps(stages: _Stages, base_model, rl_model, tokenizer, dataset, output: P
     return results
 
 
+def model_folder(output: Path, method: str, seed_index: int) -> Path:
+    """Where a trained model goes: `models/<method>` for the first seed, `models/<method>-seed<k>` for the others."""
+    return output / "models" / (method if seed_index == 0 else f"{method}-seed{seed_index}")
+
+
 def _train_all(stages: _Stages, base_path: str, tokenizer, output: Path) -> dict[str, list[dict]]:
+    """Train every method with every seed; return the reward histories, keyed like the evaluation (`low_prob`,
+    `low_prob-seed1`, ...)."""
+    from .training import train_rl_model
+
     config = stages.config
-    train_dataset = _load_dataset(config.train_dataset, num_examples=4000, seed=config.seed + 17)
+    if config.rl_model is not None:  # a given pair: nothing to train, the RL model is the stages' upstream
+        stages.fingerprints["train/none"] = fingerprint({"rl_model": config.rl_model, "dtype": config.dtype})
+        return {}
+    # Enough problems that no run sees one twice (4000 at least: the toy default).
+    num_problems = max(4000, config.train_steps * config.prompts_per_step)
+    train_dataset = _load_dataset(config, config.train_dataset, num_examples=num_problems, seed=config.seed + 17,
+                                  split="train")  # fmt: skip
     histories = {}
-    for method in config.methods:
-        directory = output / "models" / method
-        inputs = stages.inputs(TRAIN_FIELDS, method=method, base_model=base_path)
-        histories[method] = stages.run(
-            f"train/{method}",
-            inputs,
-            lambda method=method, directory=directory: train_rl_model(
-                config, method, base_path, tokenizer, train_dataset, directory
-            ),
-            files=(directory,),
-        )
+    for seed_index, seed in enumerate(config.training_seeds):
+        for method in config.methods:
+            directory = model_folder(output, method, seed_index)
+            name = directory.name
+            inputs = stages.inputs(TRAIN_FIELDS, method=method, base_model=base_path, training_seed=seed)
+            histories[name] = stages.run(
+                f"train/{name}",
+                inputs,
+                lambda method=method, seed=seed, directory=directory: train_rl_model(
+                    config, method, seed, base_path, tokenizer, train_dataset, directory
+                ),
+                files=(directory,),
+            )
     return histories
+
+
+def _load_models(config: DemoConfig, base_model, output: Path) -> dict[str, Any]:
+    """The base model and every trained (or given) RL model, keyed by name."""
+    from ..loading import load_causal_lm
+
+    models = {"base": base_model}
+    if config.rl_model is not None:
+        models["none"] = load_causal_lm(config.rl_model, dtype=config.dtype, device=_device())
+        return models
+    for seed_index in range(config.seeds):
+        for method in config.methods:
+            folder = model_folder(output, method, seed_index)
+            models[folder.name] = load_causal_lm(folder, dtype=config.dtype, device=_device())
+    return models
 
 
 def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
@@ -292,30 +316,42 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     run_inputs = {**{k: v for k, v in config.to_dict().items() if k != "output_dir"}, "hf_dlp_version": __version__}
     stages = _Stages(StageRecords(output, run_inputs, overwrite=overwrite), config)
     for stale in (output / "report.md", output / "results.json"):
-        stale.unlink(missing_ok=True)  # written again, last, so they never describe another run's stages
-    results: dict[str, Any] = {"hf_dlp_version": __version__, "config": config.to_dict(), "device": _device()}
+        if is_main_process():
+            stale.unlink(missing_ok=True)  # written again, last, so they never describe another run's stages
+    results: dict[str, Any] = {
+        "hf_dlp_version": __version__,
+        "config": config.to_dict(),
+        "device": _device(),
+        "environment": environment(),
+    }
     torch.manual_seed(config.seed)
 
     start = time.perf_counter()
     base_path = _base_model_path(config)
-    base_model, tokenizer = load_causal_lm(base_path, device=_device()), load_tokenizer(base_path)
+    base_model = load_causal_lm(base_path, dtype=config.dtype, device=_device())
+    tokenizer = load_tokenizer(base_path)
     stages.seconds["1. base model"] = time.perf_counter() - start
     results["base_model"] = base_path
 
     histories = _train_all(stages, base_path, tokenizer, output)
-    plot_training_curves(histories, output / "training_curves.png")
+    if histories and is_main_process():
+        plot_training_curves(histories, output / "training_curves.png")
     results["training"] = histories
 
-    models = {"base": base_model}
-    for method in config.methods:
-        models[method] = load_causal_lm(output / "models" / method, device=_device())
+    models = _load_models(config, base_model, output)
     rl_model = models["none"]
-    eval_dataset = _load_dataset(config.eval_dataset, num_examples=config.eval_problems, seed=config.seed + 1234)
-    upstream = [f"train/{method}" for method in config.methods]
+    eval_dataset = _load_dataset(
+        config,
+        config.eval_dataset,
+        num_examples=config.eval_problems,
+        seed=config.seed + 1234,
+        split=config.eval_split,
+    )
+    upstream = list(stages.fingerprints)  # every training run
     results["evaluation"] = stages.run(
         "3. evaluation",
         stages.inputs(EVAL_FIELDS, *upstream),
-        lambda: {name: _evaluate(model, tokenizer, eval_dataset, config) for name, model in models.items()},
+        lambda: _evaluate_all(models, tokenizer, eval_dataset, config),
     )
     prompts = eval_dataset.select(range(min(config.analysis_prompts, len(eval_dataset))))["prompt"]
     results["analysis"] = stages.run(
@@ -330,8 +366,9 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     results["stage_seconds"] = stages.seconds
     results["reused_stages"] = stages.reused
     results["run_fingerprint"] = stages.records.run_fingerprint
-    (output / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    path = write_report(results, output)
+    if is_main_process():
+        (output / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        path = write_report(results, output)
+        logger.info("Report: %s", path)
     stages.records.finish_run()
-    logger.info("Report: %s", path)
     return results

@@ -53,16 +53,66 @@ def _stderr(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
 
 
-def _compare(first: float, second: float, n_first: int, n_second: int) -> str:
-    """ "yes" if `first` beats `second` by more than two standard errors of the difference, "no" if it loses by
-    more, "within noise" otherwise (accuracies over `n` samples each)."""
-    margin = 2 * math.sqrt(_stderr(first, n_first) ** 2 + _stderr(second, n_second) ** 2)
-    if first - second > margin:
+def _with_stderr(p: float, n: int) -> str:
+    return f"{_pct(p)} ± {_pct(_stderr(p, n))}"
+
+
+def _sweep_samples(results: dict[str, Any]) -> int:
+    """Samples behind each sweep accuracy: the sweep's problems (at most the evaluation's) times its samples."""
+    config = results["config"]
+    return min(config["sweep_problems"], config["eval_problems"]) * config["sweep_samples"]
+
+
+def _verdict(difference: float, stderr: float) -> str:
+    """ "yes" beyond two standard errors of the difference, "no" below minus two, "within noise" between."""
+    if difference > 2 * stderr:
         return "yes"
-    return "no" if second - first > margin else "within noise"
+    return "no" if difference < -2 * stderr else "within noise"
 
 
-def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
+def _compare(first: float, second: float, n_first: int, n_second: int) -> str:
+    """`_verdict` for two accuracies over `n` samples each (binomial standard errors)."""
+    return _verdict(first - second, math.sqrt(_stderr(first, n_first) ** 2 + _stderr(second, n_second) ** 2))
+
+
+def method_scores(results: dict[str, Any]) -> dict[str, tuple[list[float], float, float]]:
+    """Per model name (`base` and each trained method): its Avg@k of every seed, their mean and standard error.
+
+    One seed: the binomial standard error of that Avg@k. Several: the standard error of the across-seed mean
+    (sample standard deviation / sqrt(seeds)), the spread training seeds actually produce.
+    """
+    evaluations, config = results["evaluation"], results["config"]
+    seeds = 1 if config.get("rl_model") else config.get("seeds", 1)
+    scores = {}
+    for name in ("base", *config["methods"]):
+        keys = [name] if name == "base" else [name] + [f"{name}-seed{i}" for i in range(1, seeds)]
+        values = [evaluations[key]["avg_at_k"] for key in keys]
+        mean = sum(values) / len(values)
+        if len(values) == 1:
+            first = evaluations[keys[0]]
+            stderr = _stderr(mean, first["num_problems"] * first["num_samples"])
+        else:
+            stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+        scores[name] = (values, mean, stderr)
+    return scores
+
+
+def _training_verdicts(scores: dict[str, tuple[list[float], float, float]]) -> dict[str, str]:
+    def judge(first: str, second: str) -> str:
+        (_, mean_a, se_a), (_, mean_b, se_b) = scores[first], scores[second]
+        return _verdict(mean_a - mean_b, math.sqrt(se_a**2 + se_b**2))
+
+    verdicts = {}
+    if "none" in scores:
+        verdicts["RLVR training improved on the base model"] = judge("none", "base")
+    if "low_prob" in scores:
+        verdicts["low-probability reweighting beat the DAPO baseline"] = judge("low_prob", "none")
+    if "low_prob" in scores and "dominate" in scores:
+        verdicts["low-probability reweighting beat the 'dominate' reweighting"] = judge("low_prob", "dominate")
+    return verdicts
+
+
+def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
     evaluations = results["evaluation"]
     any_result = next(iter(evaluations.values()))
     k = any_result["num_samples"]
@@ -80,31 +130,35 @@ def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
     paper = _table(
         ["paper (Qwen2.5-Math-7B)", "AIME24 Avg@32", "avg Pass@16"], [[name, a, p] for name, a, p in PAPER_TABLE2]
     )
+    scores = method_scores(results)
+    seeds = max(len(values) for values, _, _ in scores.values())
     text = (
         f"## 3. Evaluation (Avg@{k}, Pass@k; {any_result['num_problems']} held-out problems, temperature 1.0, "
         f"top-p {results['config']['top_p']})\n\n"
         + _table(["model", f"Avg@{k} (± s.e.)", "Pass@1", f"Pass@{k}"], rows)
-        + "\n\nThe paper, for comparison:\n\n"
-        + paper
-        + "\n"
     )
-    avg = {name: result["avg_at_k"] for name, result in evaluations.items()}
-    n = any_result["num_problems"] * k
-    verdicts = {"RLVR training improved on the base model": _compare(avg["none"], avg["base"], n, n)}
-    if "low_prob" in avg:
-        verdicts["low-probability reweighting beat the DAPO baseline"] = _compare(avg["low_prob"], avg["none"], n, n)
-    if "low_prob" in avg and "dominate" in avg:
-        verdicts["low-probability reweighting beat the 'dominate' reweighting"] = _compare(
-            avg["low_prob"], avg["dominate"], n, n
+    if seeds > 1:
+        text += (
+            f"\n\nAcross {seeds} training seeds (the training claims are judged on these means; s.e. of the mean "
+            "over seeds):\n\n"
+            + _table(
+                ["model", f"Avg@{k} per seed", "mean ± s.e."],
+                [
+                    [name, ", ".join(_pct(v) for v in values), f"{_pct(mean)} ± {_pct(stderr)}"]
+                    for name, (values, mean, stderr) in scores.items()
+                ],
+            )
         )
+    text += "\n\nThe paper, for comparison:\n\n" + paper + "\n"
+    if "low_prob" in scores and "dominate" in scores:
         text += (
             "\nThe paper's Table 3 (Qwen2.5-Math-7B, AIME24 Avg@32): dominate 36.35, PPL 35.63, ours 39.06; "
             "dominate's training entropy collapses (about 0.06 against about 0.4).\n"
         )
-    return text, verdicts
+    return text, _training_verdicts(scores)
 
 
-def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
+def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
     separation = results["analysis"]["separation"]
     summary = results["analysis"]["summary"]
     rows = [
@@ -146,15 +200,16 @@ def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
     return text, verdict
 
 
-def _replacement_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
+def _replacement_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
     sweep = results["replacement"]
     refs = sweep["references"]
+    n = _sweep_samples(results)
     rows = [
         [
             METRIC_LABELS.get(r["selection"], r["selection"]),
             r["tau"],
             _pct(r["replacement_ratio"]),
-            _pct(r["avg_at_k"]),
+            _with_stderr(r["avg_at_k"], n),
         ]
         for r in sweep["rows"]
     ]
@@ -167,8 +222,9 @@ def _replacement_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]
     text = (
         "## 5a. Token replacement: the base model generates, selected positions take the RL model's token (Fig. 1c)\n\n"
         "![Fig. 1c](replacement/replacement_sweep.png)\n\n"
-        f"References: base {_pct(refs['base'])}, RL {_pct(refs['rl'])} (same sampling).\n\n"
-        + _table(["selection", "τ", "replaced tokens (%)", "accuracy (%)"], rows)
+        f"References: base {_with_stderr(refs['base'], n)}, RL {_with_stderr(refs['rl'], n)} (same sampling; "
+        f"± one standard error over {n} samples).\n\n"
+        + _table(["selection", "τ", "replaced tokens (%)", "accuracy (%, ± s.e.)"], rows)
         + "\n\nBest accuracy gained per percent of tokens replaced: "
         + ", ".join(f"{METRIC_LABELS.get(k, k)} {v * 100:+.2f} pts" for k, v in gain.items())
         + f".\n\nThe paper: {PAPER_FIG1C}.\n"
@@ -179,22 +235,24 @@ def _replacement_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]
     return text, verdict
 
 
-def _extrapolation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool]]:
+def _extrapolation_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
     parts, verdicts = ["## 5b. Selective extrapolation, γ × τ (Fig. 4)\n"], {}
     for generator, sweep in results["extrapolation"].items():
         refs = sweep["references"]
-        rows = [[r["gamma"], r["tau"], _pct(r["replacement_ratio"]), _pct(r["avg_at_k"])] for r in sweep["rows"]]
+        n = _sweep_samples(results)
+        rows = [
+            [r["gamma"], r["tau"], _pct(r["replacement_ratio"]), _with_stderr(r["avg_at_k"], n)] for r in sweep["rows"]
+        ]
         extrapolated = [r for r in sweep["rows"] if r["gamma"] > 0]
         best = max(extrapolated, key=lambda r: r["avg_at_k"]) if extrapolated else None
         parts.append(
             f"### generator: {generator} model\n\n![extrapolation, {generator} generates]"
             f"(extrapolation_{generator}/extrapolation_sweep.png)\n\n"
-            f"References: base {_pct(refs['base'])}, RL {_pct(refs['rl'])}.\n\n"
-            + _table(["γ", "τ", "selected tokens (%)", "accuracy (%)"], rows)
+            f"References: base {_with_stderr(refs['base'], n)}, RL {_with_stderr(refs['rl'], n)}.\n\n"
+            + _table(["γ", "τ", "selected tokens (%)", "accuracy (%, ± s.e.)"], rows)
             + "\n"
         )
         if best is not None:
-            n = results["config"]["sweep_problems"] * results["config"]["sweep_samples"]
             verdicts[f"the best γ > 0 beat the RL model ({generator} generates)"] = _compare(
                 best["avg_at_k"], refs["rl"], n, n
             )
@@ -207,6 +265,66 @@ def _extrapolation_section(results: dict[str, Any]) -> tuple[str, dict[str, bool
     return "\n".join(parts) + "\n", verdicts
 
 
+_SCALES = {
+    "toy": "a ~100k-parameter character-level model",
+    "smollm2": "SmolLM2-135M-Instruct (GGUF Q4_1, de-quantized) with LoRA",
+}
+
+
+def training_signals(results: dict[str, Any]) -> dict[str, float]:
+    """Mean rollout entropy and mean `low_prob` token weight over the logged training steps (what reweighting can
+    change: with near-certain rollouts the weight 1 + α(1 − p) stays close to 1 for every token)."""
+    signals = {}
+    for key, label in (("entropy", "rollout entropy"), ("reweight/weight_mean", "mean low_prob weight")):
+        runs = [h for name, h in results["training"].items() if name.split("-seed")[0] == "low_prob"]
+        values = [entry[key] for history in runs for entry in history if key in entry]
+        if values:
+            signals[label] = sum(values) / len(values)
+    return signals
+
+
+def _summary(results: dict[str, Any], verdicts: dict[str, str]) -> str:
+    config = results["config"]
+    held = [claim for claim, verdict in verdicts.items() if verdict == "yes"]
+    missed = [claim for claim, verdict in verdicts.items() if verdict == "no"]
+    unclear = [claim for claim, verdict in verdicts.items() if verdict == "within noise"]
+    scale = _SCALES.get(config.get("preset", "toy"), f"`{results['base_model']}`")
+    seeds = 1 if config.get("rl_model") else config.get("seeds", 1)
+    text = (
+        f"At this scale ({scale}, {config['train_steps']} GRPO steps, {seeds} seed{'s' if seeds > 1 else ''}, "
+        "small evaluation budgets; an accuracy difference counts only beyond two standard errors), "
+        f"{len(held)} of {len(verdicts)} of the paper's claims held"
+        + (f": {'; '.join(held)}." if held else ".")
+        + (f" Not reproduced here: {'; '.join(missed)}." if missed else "")
+        + (f" Too close to call at this budget: {'; '.join(unclear)}." if unclear else "")
+    )
+    signals = training_signals(results)
+    if "mean low_prob weight" in signals:
+        weight = signals["mean low_prob weight"]
+        text += (
+            f"\n\nWhy a training claim may not show here: the `low_prob` runs' rollouts had a mean entropy of "
+            f"{signals.get('rollout entropy', float('nan')):.3f} and a mean token weight of {weight:.3f}, so "
+            f"reweighting changed the average advantage by {100 * (weight - 1):.1f}% (the paper's weights are "
+            "about 1.1-1.2). A difference between `low_prob` and DAPO that small needs more steps and seeds than "
+            "this budget has; the evaluation's standard errors say how large a difference this run could detect."
+        )
+    return text
+
+
+def _environment_section(results: dict[str, Any]) -> str:
+    environment = results.get("environment")
+    if not environment:
+        return ""
+    rows = [[name, f"`{version}`"] for name, version in environment["packages"].items()]
+    return (
+        f"## Environment\n\nPython {environment['python']}, {environment['platform']}, {environment['cpu_count']} "
+        f"CPUs, torch threads: {environment['torch_threads']}. Numbers depend on these versions and the thread "
+        "count; `make demo` installs the pinned ones (`constraints.txt`).\n\n"
+        + _table(["package", "version"], rows)
+        + "\n"
+    )
+
+
 def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
     """Write `report.md` from the demo's `results` (as saved in `results.json`) and return its path."""
     output_dir = Path(output_dir)
@@ -216,34 +334,31 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         text, verdict = build(results)
         sections.append(text)
         verdicts.update(verdict)
-    held = [claim for claim, verdict in verdicts.items() if verdict == "yes"]
-    missed = [claim for claim, verdict in verdicts.items() if verdict == "no"]
-    unclear = [claim for claim, verdict in verdicts.items() if verdict == "within noise"]
-    honest = (
-        f"At this scale (a ~100k-parameter model, {config['train_steps']} GRPO steps, small evaluation budgets; an "
-        "accuracy difference counts only beyond two standard errors), "
-        f"{len(held)} of {len(verdicts)} of the paper's claims held"
-        + (f": {'; '.join(held)}." if held else ".")
-        + (f" Not reproduced here: {'; '.join(missed)}." if missed else "")
-        + (f" Too close to call at this budget: {'; '.join(unclear)}." if unclear else "")
-    )
     stage_rows = [[name, f"{seconds:.1f}"] for name, seconds in results["stage_seconds"].items()]
     stage_rows.append(["total", f"{sum(results['stage_seconds'].values()):.1f}"])
     settings_rows = [[key, f"`{value}`"] for key, value in config.items()]
+    training = (
+        f"Base model: `{results['base_model']}`. RL model: `{config['rl_model']}` (given, not trained).\n"
+        if config.get("rl_model")
+        else f"Base model: `{results['base_model']}`. Runs: {', '.join(config['methods'])} "
+        f"(α = {config['reweight_alpha']}).\n\n![training curves](training_curves.png)\n"
+    )
     lines = [
         "# hf_dlp demo: the direction of RLVR updates, in miniature",
         "",
-        f"hf_dlp {results['hf_dlp_version']}, device `{results['device']}`, seed {config['seed']}"
-        + (" (quick budget)" if config["quick"] else "")
-        + ".",
+        f"hf_dlp {results['hf_dlp_version']}, preset `{config.get('preset', 'toy')}`, device `{results['device']}`, "
+        f"seed {config['seed']}" + (" (quick budget)" if config["quick"] else "") + ".",
         "",
-        "## Summary\n\n" + honest + "\n\n" + _table(["claim", "held here"], [[c, v] for c, v in verdicts.items()]),
+        "## Summary\n\n"
+        + _summary(results, verdicts)
+        + "\n\n"
+        + _table(["claim", "held here"], [[c, v] for c, v in verdicts.items()]),
         "",
         "## 1-2. Base model and RLVR training (DAPO recipe: ±1 reward, clip 0.2/0.28, token-level loss, no KL)\n\n"
-        f"Base model: `{results['base_model']}`. Runs: {', '.join(config['methods'])} "
-        f"(α = {config['reweight_alpha']}).\n\n![training curves](training_curves.png)\n",
+        + training,
         *sections,
         "## Stage times (wall clock, seconds)\n\n" + _table(["stage", "seconds"], stage_rows) + "\n",
+        _environment_section(results),
         "## Settings\n\n" + _table(["setting", "value"], settings_rows) + "\n",
     ]
     path = output_dir / "report.md"

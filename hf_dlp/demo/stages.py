@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..distributed import barrier, is_main_process
+
 RUN_FILE = "run.json"
 STAGES_FOLDER = "stages"
 
@@ -70,10 +72,12 @@ class StageRecords:
                     f"({_differences(previous.get('inputs', {}), run_inputs)}). Choose another `--output_dir`, or "
                     "pass `--overwrite` to redo the stages whose settings changed."
                 )
-        self.folder.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(
-            json.dumps({"fingerprint": self.run_fingerprint, "inputs": run_inputs, "status": "running"}, indent=2)
-        )
+        if is_main_process():  # under a launcher every process reads the records, the main one writes them
+            self.folder.mkdir(parents=True, exist_ok=True)
+            run_file.write_text(
+                json.dumps({"fingerprint": self.run_fingerprint, "inputs": run_inputs, "status": "running"}, indent=2)
+            )
+        barrier()
 
     def _path(self, name: str) -> Path:
         return self.folder / f"{name.replace('/', '__')}.json"
@@ -90,23 +94,28 @@ class StageRecords:
 
     def start(self, name: str, inputs: dict[str, Any], files: list[Path] = ()) -> None:
         """Mark stage `name` as started with `inputs`; remove the files a previous, different attempt left."""
-        for path in files:
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        record = {"stage": name, "fingerprint": fingerprint(inputs), "inputs": inputs, "finished": False}
-        self._path(name).write_text(json.dumps(record, indent=2, default=str))
+        if is_main_process():
+            for path in files:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+            record = {"stage": name, "fingerprint": fingerprint(inputs), "inputs": inputs, "finished": False}
+            self._path(name).write_text(json.dumps(record, indent=2, default=str))
+        barrier()
 
     def finish(self, name: str, inputs: dict[str, Any], result: Any) -> None:
         """Record that stage `name` finished with `inputs` and produced `result` (JSON-serialisable)."""
         record = {"stage": name, "fingerprint": fingerprint(inputs), "inputs": inputs, "finished": True}
-        self._path(name).write_text(json.dumps({**record, "result": result}, indent=2, default=str))
+        if is_main_process():
+            self._path(name).write_text(json.dumps({**record, "result": result}, indent=2, default=str))
+        barrier()
 
     def finish_run(self) -> None:
         """Mark the whole run as finished (after the report is written)."""
         data = {"fingerprint": self.run_fingerprint, "inputs": self.run_inputs, "status": "finished"}
-        (self.output_dir / RUN_FILE).write_text(json.dumps(data, indent=2))
+        if is_main_process():
+            (self.output_dir / RUN_FILE).write_text(json.dumps(data, indent=2))
 
 
 def _differences(previous: dict[str, Any], current: dict[str, Any]) -> str:

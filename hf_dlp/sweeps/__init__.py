@@ -1,10 +1,12 @@
 """Experiments above the capabilities: sweeps of the extrapolation settings against a verifiable reward.
 
 `replacement_sweep` (paper Fig. 1c) and `extrapolation_sweep` (Fig. 4) evaluate `hf_dlp.extrapolation` with
-`hf_dlp.evaluation.evaluate_model` over a grid and return a `SweepResult` (JSON and PNG). Moved here from
+`hf_dlp.evaluation.evaluate_model` over a grid and return a `SweepResult` (JSON and PNG); with an `output_dir` each
+finished cell is stored as it finishes, so an interrupted sweep resumes (`hf_dlp.sweeps.cells`). Moved here from
 `hf_dlp.extrapolation` in hf_dlp 0.2; the old import location works until 0.3.0, with a `FutureWarning`.
 """
 
+from .cells import CellStore
 from .plots import plot_extrapolation_sweep, plot_replacement_sweep
 from .result import SWEEP_KINDS, SweepResult
 from .sweep import DEFAULT_TAUS, SELECTIVE_RULES, extrapolation_sweep, replacement_sweep
@@ -13,6 +15,7 @@ __all__ = [
     "DEFAULT_TAUS",
     "SELECTIVE_RULES",
     "SWEEP_KINDS",
+    "CellStore",
     "SweepResult",
     "extrapolation_sweep",
     "plot_extrapolation_sweep",

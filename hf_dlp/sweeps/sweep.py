@@ -8,6 +8,12 @@ Both take one `ExtrapolationConfig` (plus keyword overrides of its fields) for w
 as a `GenerationConfig` (plus `generate` keywords), by default `hf_dlp.generation.default_generation_config()`. Every
 grid point is validated before the first model runs. Both report the two models' own accuracy as references and save
 JSON (with the hf_dlp version) and PNG plots.
+
+Under `accelerate launch` or `torchrun` every cell's sampling batches are shared between the processes
+(`hf_dlp.distributed`); the rows equal the one-process run exactly (integer selection counts are summed over the
+processes), every process returns the same `SweepResult`, and only the main process writes files and shows the bar.
+With an `output_dir`, every finished cell is written as it finishes, so an interrupted sweep resumes from its finished
+cells on any number of processes (`hf_dlp.sweeps.cells.CellStore`).
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from typing import TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from ..arguments import check_number, check_output_dir, check_sequence, keyword_only_models
+from ..distributed import is_main_process, sum_over_processes
 from ..evaluation import evaluate_model
 from ..extrapolation import ExtrapolationConfig, generate_with_extrapolation
 from ..extrapolation.config import SELECTION_RULES, pop_overrides, resolve_config
 from ..generation import generation_settings, resolve_generation_config
+from ..model_pair import check_pair_devices
 from ..rewards import RewardFunction, accuracy_reward
+from .cells import CellStore, dataset_identity, model_identity
 from .result import SweepKind, SweepResult
 
 if TYPE_CHECKING:
@@ -66,7 +75,9 @@ class _StatsRecorder:
 
     @property
     def ratio(self) -> float:
-        return self.selected / self.generated if self.generated else 0.0
+        """Selected over generated tokens, over the batches of every process (integer sums: exact)."""
+        selected, generated = sum_over_processes(self.selected), sum_over_processes(self.generated)
+        return selected / generated if generated else 0.0
 
 
 def _check_inputs(dataset: Dataset, num_samples: int, output_dir) -> Path | None:
@@ -84,44 +95,11 @@ def _refuse_swept(overrides: dict[str, Any], swept: dict[str, str], where: str) 
             raise ValueError(f"{where} sweeps `{key}`; give the grid as `{instead}=[...]` instead of `{key}=`.")
 
 
-def _sweep(
-    kind: SweepKind,
-    models: dict[str, Any],
-    generator: str,
-    grid: list[ExtrapolationConfig],
-    tokenizer,
-    dataset: Dataset,
-    evaluation: dict[str, Any],
-    progress: bool,
-    output_dir: Path | None,
-) -> SweepResult:
-    """Evaluate every grid point, then the two models alone; save JSON and PNG into `output_dir` when given."""
-    model, other = (
-        (models["rl"], {"base_model": models["base"]})
-        if generator == "rl"
-        else (
-            models["base"],
-            {"rl_model": models["rl"]},
-        )
-    )
-    rows = []
-    for config in tqdm(grid, desc=f"{kind} sweep", disable=not progress, unit="setting"):
-        recorder = _StatsRecorder(model, other, config, tokenizer)
-        result = evaluate_model(model, tokenizer, dataset, generate_fn=recorder, progress=False, **evaluation)
-        rows.append(
-            {
-                **config.processor_kwargs(),
-                "avg_at_k": result.avg_at_k,
-                "pass_at_k": {str(k): v for k, v in result.pass_at_k.items()},
-                "replacement_ratio": recorder.ratio,
-            }
-        )
-    references = {
-        name: evaluate_model(models[name], tokenizer, dataset, progress=False, **evaluation).avg_at_k
-        for name in ("base", "rl")
-    }
+def _sweep_settings(kind, models, generator, grid, dataset, evaluation) -> dict[str, Any]:
+    """What every cell of the sweep shares: the evaluation, the extrapolation settings not swept, data and models."""
     reward_fn = evaluation["reward_fn"]
-    settings = {
+    return {
+        "kind": kind,
         "num_samples": evaluation["num_samples"],
         "batch_size": evaluation["batch_size"],
         "seed": evaluation["seed"],
@@ -133,9 +111,67 @@ def _sweep(
             if key not in ("selection", "tau", "gamma", "temperature", "top_p", "hf_dlp_version")
         },
         "generation": generation_settings(evaluation["generation_config"]),
+        "generate_kwargs": sorted(key for key in evaluation if key not in _EVALUATION_KEYS),
+        "dataset": dataset_identity(dataset),
+        "models": {name: model_identity(model) for name, model in models.items()},
     }
-    sweep = SweepResult(kind, rows, references, settings)
-    if output_dir is not None:
+
+
+_EVALUATION_KEYS = ("generation_config", "reward_fn", "num_samples", "batch_size", "seed")
+
+
+def _sweep(
+    kind: SweepKind,
+    models: dict[str, Any],
+    generator: str,
+    grid: list[ExtrapolationConfig],
+    tokenizer,
+    dataset: Dataset,
+    evaluation: dict[str, Any],
+    progress: bool,
+    output_dir: Path | None,
+) -> SweepResult:
+    """Evaluate every grid point, then the two models alone; save JSON and PNG into `output_dir` when given.
+
+    Each cell (grid point or reference) is stored in `output_dir/cells/` as it finishes and reused by a rerun with
+    the same settings (`CellStore`). Under a launcher every cell's batches are shared between the processes, and
+    every process returns the same `SweepResult`; only the main process writes files and shows the progress bar.
+    """
+    check_pair_devices(models["base"], models["rl"])
+    if generator == "rl":
+        model, other = models["rl"], {"base_model": models["base"]}
+    else:
+        model, other = models["base"], {"rl_model": models["rl"]}
+    settings = _sweep_settings(kind, models, generator, grid, dataset, evaluation)
+    store = CellStore(output_dir, settings)
+
+    def grid_cell(config: ExtrapolationConfig) -> dict[str, Any]:
+        recorder = _StatsRecorder(model, other, config, tokenizer)
+        result = evaluate_model(model, tokenizer, dataset, generate_fn=recorder, progress=False, **evaluation)
+        return {
+            **config.processor_kwargs(),
+            "avg_at_k": result.avg_at_k,
+            "pass_at_k": {str(k): v for k, v in result.pass_at_k.items()},
+            "replacement_ratio": recorder.ratio,
+        }
+
+    def reference(name: str) -> float:
+        return evaluate_model(models[name], tokenizer, dataset, progress=False, **evaluation).avg_at_k
+
+    with tqdm(
+        total=len(grid) + 2, desc=f"{kind} sweep", unit="cell", disable=not progress or not is_main_process()
+    ) as bar:
+        rows = []
+        for config in grid:
+            rows.append(store.run(config.processor_kwargs(), lambda config=config: grid_cell(config)))
+            bar.update()
+        references = {}
+        for name in ("base", "rl"):
+            references[name] = store.run({"reference": name}, lambda name=name: reference(name))
+            bar.update()
+    public = {name: value for name, value in settings.items() if name not in ("kind", "generate_kwargs")}
+    sweep = SweepResult(kind, rows, references, public)
+    if output_dir is not None and is_main_process():
         sweep.save(output_dir)
         sweep.plot(output_dir / f"{kind}_sweep.png")
     return sweep
@@ -208,7 +244,8 @@ def replacement_sweep(
             rules take `DEFAULT_TAUS`); a grid for an unknown rule or one not in `selections` is refused.
         reward_fn, num_samples, batch_size, seed: as for `evaluate_model`.
         output_dir (`str`, *optional*): writes `replacement_sweep.json` and `replacement_sweep.png` there (checked
-            before any compute).
+            before any compute), and each finished cell to `cells/<key>.json` with its settings: a rerun with the
+            same settings reuses the finished cells and computes only the rest (`hf_dlp.sweeps.cells`).
         generation_config (`GenerationConfig`, *optional*), kwargs: the sampling, by default
             `hf_dlp.generation.default_generation_config()`; `max_new_tokens=`, `temperature=`, ... override it.
 

@@ -21,9 +21,12 @@ _EXPORTS: dict[str, str] = {
     "make_arithmetic_dataset": "task",
     "build_char_tokenizer": "tokenizer",
     "load_char_tokenizer": "tokenizer",
+    "BOXED_INSTRUCTION": "word_problems",
+    "make_word_problem_dataset": "word_problems",
 }
 
 __all__ = [
+    "BOXED_INSTRUCTION",
     "TASK_LEVELS",
     "TINY_ARCHS",
     "TINY_SIZES",
@@ -35,6 +38,7 @@ __all__ = [
     "load_toy_base_model",
     "make_arithmetic_dataset",
     "make_toy_base_model",
+    "make_word_problem_dataset",
 ]
 
 
@@ -56,3 +60,4 @@ if TYPE_CHECKING:
     from .settings import BaseModelSettings
     from .task import TASK_LEVELS, ToyTaskConfig, make_arithmetic_dataset
     from .tokenizer import build_char_tokenizer, load_char_tokenizer
+    from .word_problems import BOXED_INSTRUCTION, make_word_problem_dataset

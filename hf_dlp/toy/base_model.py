@@ -17,17 +17,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
+from ..model_specs import default_cache_dir
 from .models import build_tiny_causal_lm
 from .settings import BaseModelSettings
 from .task import format_solution, make_arithmetic_dataset
 from .tokenizer import build_char_tokenizer, load_char_tokenizer
 
 SETTINGS_FILE = "hf_dlp_base_model.json"
-
-
-def default_cache_dir() -> Path:
-    """`$HF_DLP_CACHE`, else `~/.cache/hf_dlp`."""
-    return Path(os.environ.get("HF_DLP_CACHE", Path.home() / ".cache" / "hf_dlp"))
 
 
 def _training_texts(settings: BaseModelSettings, tokenizer) -> list[tuple[str, str]]:
