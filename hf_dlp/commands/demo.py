@@ -82,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
     if "methods" in overrides:
         overrides["methods"] = tuple(overrides["methods"])
     config = demo_preset(args.preset, quick=args.quick, output_dir=args.output_dir, seed=args.seed, **overrides)
-    if not torch.cuda.is_available():
+    if config.base_model is None and not torch.cuda.is_available():
         # The toy models are tiny: one intra-op thread is fastest, and more thrash a 2-core machine (measured: a GRPO
-        # step took 0.4 s on one thread and several seconds with the default threads under load). A real model uses
-        # every core.
-        torch.set_num_threads(1 if config.base_model is None else max(1, torch.get_num_threads()))
+        # step took 0.4 s on one thread and several seconds with the default threads under load). A real model keeps
+        # torch's default, every core.
+        torch.set_num_threads(1)
     configure_demo_logging(config.output_dir)
     try:
         run_demo(config, overwrite=args.overwrite)

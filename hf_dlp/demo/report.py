@@ -75,6 +75,11 @@ def _compare(first: float, second: float, n_first: int, n_second: int) -> str:
     return _verdict(first - second, math.sqrt(_stderr(first, n_first) ** 2 + _stderr(second, n_second) ** 2))
 
 
+def _seed_count(config: dict[str, Any]) -> int:
+    """Training seeds behind the results: one when a given RL model replaced training."""
+    return 1 if config.get("rl_model") else config.get("seeds", 1)
+
+
 def method_scores(results: dict[str, Any]) -> dict[str, tuple[list[float], float, float]]:
     """Per model name (`base` and each trained method): its Avg@k of every seed, their mean and standard error.
 
@@ -82,7 +87,7 @@ def method_scores(results: dict[str, Any]) -> dict[str, tuple[list[float], float
     (sample standard deviation / sqrt(seeds)), the spread training seeds actually produce.
     """
     evaluations, config = results["evaluation"], results["config"]
-    seeds = 1 if config.get("rl_model") else config.get("seeds", 1)
+    seeds = _seed_count(config)
     scores = {}
     for name in ("base", *config["methods"]):
         keys = [name] if name == "base" else [name] + [f"{name}-seed{i}" for i in range(1, seeds)]
@@ -275,8 +280,8 @@ def training_signals(results: dict[str, Any]) -> dict[str, float]:
     """Mean rollout entropy and mean `low_prob` token weight over the logged training steps (what reweighting can
     change: with near-certain rollouts the weight 1 + α(1 − p) stays close to 1 for every token)."""
     signals = {}
+    runs = [history for name, history in results["training"].items() if name.split("-seed")[0] == "low_prob"]
     for key, label in (("entropy", "rollout entropy"), ("reweight/weight_mean", "mean low_prob weight")):
-        runs = [h for name, h in results["training"].items() if name.split("-seed")[0] == "low_prob"]
         values = [entry[key] for history in runs for entry in history if key in entry]
         if values:
             signals[label] = sum(values) / len(values)
@@ -289,7 +294,7 @@ def _summary(results: dict[str, Any], verdicts: dict[str, str]) -> str:
     missed = [claim for claim, verdict in verdicts.items() if verdict == "no"]
     unclear = [claim for claim, verdict in verdicts.items() if verdict == "within noise"]
     scale = _SCALES.get(config.get("preset", "toy"), f"`{results['base_model']}`")
-    seeds = 1 if config.get("rl_model") else config.get("seeds", 1)
+    seeds = _seed_count(config)
     text = (
         f"At this scale ({scale}, {config['train_steps']} GRPO steps, {seeds} seed{'s' if seeds > 1 else ''}, "
         "small evaluation budgets; an accuracy difference counts only beyond two standard errors), "
