@@ -9,7 +9,7 @@ export HF_DATASETS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: test demo demo-smollm2 venv lint clean
+.PHONY: test test-browser demo demo-smollm2 expected-numbers venv lint clean
 
 venv: $(STAMP)
 
@@ -28,12 +28,25 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The analysis page in a real headless browser (slow suite): Debian's chromium and chromium-driver, installed with
+# apt-get when missing (as root); nothing downloads a browser or a driver at run time. The screenshot goes to
+# build/test-browser/analysis_page.png.
+test-browser: $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver)
+	HF_DLP_RUN_SLOW=1 HF_DLP_SCREENSHOT_DIR=build/test-browser $(PY) -m pytest -q tests/test_analysis_page.py
+
 demo: $(STAMP)
 	$(VENV)/bin/hf-dlp demo --output_dir demo_output
 
 # The same pipeline on SmolLM2-135M-Instruct (under an hour on 2 CPU cores).
 demo-smollm2: $(STAMP)
 	$(VENV)/bin/hf-dlp demo --preset smollm2 --output_dir demo_output_smollm2
+
+# After a deliberate change of the toy demo's numbers: ship the last `make demo` run's numbers as the expected ones
+# (each report compares its run with them; update the README's tables from the same run).
+expected-numbers: demo_output/headline_numbers.json
+	cp demo_output/headline_numbers.json hf_dlp/demo/expected/toy.json
 
 lint: $(STAMP)
 	$(PY) -m ruff check hf_dlp tests examples benchmarks

@@ -6,14 +6,18 @@
    prefix every step, at 512 new tokens (target: ours >= 10x faster).
 3. LoRA: plain `generate` of the LoRA model vs the single-weights paths: a second, adapter-disabled call per token,
    and one batched forward of RL and base rows (`one_forward=True`; target <= 1.3x).
-4. Block-verified extrapolation (issue 11): selective `delta_logp` at a τ that selects 2-5 % of positions and dense
-   greedy at γ = 0.1, for B in {1, 4, 16} and tiny Llama at hidden 256 (4 layers) and 1024 (8 layers): the per-token
-   processor and the block path (`block_size=8` and `"auto"`) side by side, as ratios to plain `generate`, with the
-   block path's acceptance figures. Targets on CPU: selective <= 1.3x at B = 1, dense <= 1.5x, block faster than
-   per-token at every B <= 4.
+4. Block-verified extrapolation (issues 11, 18): selective `delta_logp` at τ −0.35 and dense at γ = 0.1, for B in
+   {1, 4, 8, 16}, per `--shape` (`tiny`: Llama at hidden 256 / 4 layers and 1024 / 8 layers; `qwen2.5-0.5b`,
+   `qwen2.5-7b`: those layouts and vocabularies). Random weights, the base's logits scaled to a trained model's
+   spread (std 4, a few nats of entropy), the RL side a copy with its final norm perturbed, the perturbation bisected
+   so `--selected` of its tokens fall below τ. Per row: plain `generate`, plain `generate` with a static cache
+   (compiled on CUDA), the per-token processor, `block_size=8` and `"auto"`, as ratios to plain `generate`, with the
+   selected share, "auto" / per-token and the block paths' acceptance. `--sampling greedy|paper` (temperature 1.0,
+   top-p 0.7). Targets on CPU: B = 1 selective hidden 1024 <= 1.3x, B = 16 selective <= 1.4x, auto / per-token
+   <= 1.05 at every B.
 
-Usage: `python benchmarks/bench_extrapolation.py [--device cuda] [--quick] [--only blocks]`. Tiny random Llama models,
-greedy decoding with `min_new_tokens` so every run generates exactly the same number of tokens.
+Usage: `python benchmarks/bench_extrapolation.py [--device cuda] [--quick] [--only blocks] [--shape ...] [--json F]`.
+Every run generates exactly the same number of tokens (`min_new_tokens`).
 """
 
 from __future__ import annotations
@@ -49,16 +53,19 @@ def tiny_llama(seed: int, hidden: int, layers: int, device: str, dtype: torch.dt
     return LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
 
 
-def timed(fn, repeats: int, device: str) -> float:
+def timed(fn, repeats: int, device: str, results: list | None = None) -> float:
+    """Median wall time of `repeats` calls; the last call's result is appended to `results` when given."""
     times = []
     for _ in range(repeats):
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        fn()
+        result = fn()
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+    if results is not None:
+        results.append(result)
     return statistics.median(times)
 
 
@@ -136,82 +143,200 @@ def bench_lora(args, base, input_ids, mask) -> None:
     )
 
 
-def calibrate_tau(rl, base, input_ids, mask, new_tokens: int, share: float = 0.035) -> float:
-    """A Δlog p threshold selecting about `share` of the RL model's greedy tokens (the 3.5 % quantile)."""
-    out = rl.generate(input_ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                      do_sample=False, pad_token_id=0)  # fmt: skip
+# --- table 4: block-verified extrapolation (issues 11 and 18) ---------------------------------------------------------
+# Model layouts: tiny Llama (two sizes, 1,024 ids), and Qwen2.5-0.5B / -7B layouts with their vocabularies.
+SHAPES = {
+    "tiny": [
+        dict(arch="llama", hidden=256, layers=4, heads=4, kv_heads=4, intermediate=1024, vocab=1024, tied=False),
+        dict(arch="llama", hidden=1024, layers=8, heads=16, kv_heads=16, intermediate=4096, vocab=1024, tied=False),
+    ],
+    "qwen2.5-0.5b": [
+        dict(arch="qwen2", hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864, vocab=151936, tied=True)
+    ],
+    "qwen2.5-7b": [
+        dict(arch="qwen2", hidden=3584, layers=28, heads=28, kv_heads=4, intermediate=18944, vocab=152064, tied=False)
+    ],
+}
+SAMPLING = {"greedy": dict(do_sample=False), "paper": dict(do_sample=True, temperature=1.0, top_p=0.7)}
+TAU = -0.35  # the paper's Δlog p threshold; the RL side's perturbation is calibrated to select `--selected` at it
+LOGIT_STD = 4.0  # random models are flat; trained models' logits have a std of about 4 (a few nats of entropy)
+
+
+def build_model(shape: dict, seed: int, device: str, dtype: torch.dtype):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    common = dict(
+        vocab_size=shape["vocab"],
+        hidden_size=shape["hidden"],
+        intermediate_size=shape["intermediate"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["kv_heads"],
+        max_position_embeddings=4096,
+        tie_word_embeddings=shape["tied"],
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+    config_class, model_class = (LlamaConfig, LlamaForCausalLM) if shape["arch"] == "llama" else (Qwen2Config,
+                                                                                                   Qwen2ForCausalLM)  # fmt: skip
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = model_class(config_class(**common)).to(dtype=dtype).eval()
+    return model
+
+
+@torch.inference_mode()
+def peaked_pair(shape: dict, args, dtype: torch.dtype, input_ids, mask):
+    """(RL, base): a random base with logits scaled to std `LOGIT_STD` (its final norm), and the RL side a copy whose
+    final norm is perturbed by `eps` · N(0, 1), `eps` bisected so `--selected` of the RL model's tokens (sampled as the
+    table samples) have Δlog p <= τ. Returns the pair, the share reached and the base's mean entropy (nats)."""
+    base = build_model(shape, 2, args.device, dtype)
+    logits = base(input_ids, attention_mask=mask).logits.float()
+    base.model.norm.weight.mul_(LOGIT_STD / logits.std().item())
+    rl = copy.deepcopy(base)
+    noise = torch.randn(rl.model.norm.weight.shape, generator=torch.Generator().manual_seed(7)).to(args.device, dtype)
+    original = rl.model.norm.weight.clone()
+
+    # Δlog p of the RL model's own tokens is not monotone in eps (a strongly moved model prefers tokens the base also
+    # finds unlikely, so Δ > 0): scan eps upwards until the share is reached, then bisect between the last two.
+    def share_at(eps: float) -> float:
+        rl.model.norm.weight.copy_(original * (1 + eps * noise))
+        return selected_share(rl, base, input_ids, mask, args)
+
+    low, high, share = 0.0, 1e-3, 0.0
+    while high < 2.0:
+        share = share_at(high)
+        if share >= args.selected:
+            break
+        low, high = high, high * 1.5
+    for _ in range(args.calibration_steps):
+        if abs(share - args.selected) <= 0.25 * args.selected:
+            break
+        eps = (low + high) / 2
+        share = share_at(eps)
+        low, high = (eps, high) if share < args.selected else (low, eps)
+    else:
+        share = share_at(high)
+    log_probs = torch.log_softmax(base(input_ids, attention_mask=mask).logits.float()[:, -8:], dim=-1)
+    entropy = float(-(log_probs.exp() * log_probs).sum(-1).mean())
+    return rl, base, share, entropy
+
+
+def selected_share(rl, base, input_ids, mask, args) -> float:
+    """The share of the RL model's tokens (sampled as the table samples, `--new_tokens` of them) with Δlog p <= τ."""
+    torch.manual_seed(0)
+    new = getattr(args, "new_tokens", 64)
+    out = rl.generate(input_ids, attention_mask=mask, max_new_tokens=new, suppress_tokens=[1], pad_token_id=0,
+                      **SAMPLING[args.sampling])  # fmt: skip
     full_mask = torch.cat([mask, torch.ones_like(out[:, input_ids.shape[1] :])], dim=-1)
     positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
-    logits = [
-        m(out, attention_mask=full_mask, position_ids=positions).logits[:, input_ids.shape[1] - 1 : -1]
-        for m in (rl, base)
-    ]
     tokens = out[:, input_ids.shape[1] :, None]
-    rl_lp, base_lp = (torch.log_softmax(x.float(), dim=-1).gather(-1, tokens) for x in logits)
-    return float(torch.quantile((rl_lp - base_lp).flatten(), share))
+    rl_lp, base_lp = (
+        torch.log_softmax(m(out, attention_mask=full_mask, position_ids=positions).logits[:, input_ids.shape[1] - 1 : -1]
+                          .float(), dim=-1).gather(-1, tokens)
+        for m in (rl, base)
+    )  # fmt: skip
+    return float(((rl_lp - base_lp) <= TAU).float().mean())
 
 
-def selective_config(rl, base, input_ids, mask, new_tokens: int) -> ExtrapolationConfig:
-    """`delta_logp` at γ = 0.1 with a τ selecting 2-5 % of the extrapolated run's positions (a few refinements)."""
-    share = 0.035
-    for _ in range(4):
-        tau = calibrate_tau(rl, base, input_ids, mask, new_tokens, share)
-        config = ExtrapolationConfig(gamma=0.1, selection="delta_logp", tau=tau)
-        _, stats = generate_with_extrapolation(
-            rl, base_model=base, config=config, input_ids=input_ids, attention_mask=mask, do_sample=False,
-            pad_token_id=0, max_new_tokens=new_tokens, min_new_tokens=new_tokens, return_stats=True,
-        )  # fmt: skip
-        if 0.02 <= stats.replacement_ratio <= 0.05:
-            break
-        share = min(0.5, share * 0.035 / max(stats.replacement_ratio, 1e-3))
-    return config
+def make_prompts(batch: int, prompt_len: int, vocab: int, device: str):
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(3, vocab, (batch, prompt_len), generator=generator)
+    mask = torch.ones_like(input_ids)
+    mask[0, : prompt_len // 4] = 0  # one left-padded row
+    input_ids[0, : prompt_len // 4] = 0
+    return input_ids.to(device), mask.to(device)
 
 
-def _block_row(args, rl, base, input_ids, mask, config, label) -> str:
-    common = dict(attention_mask=mask, do_sample=False, pad_token_id=0, max_new_tokens=args.new_tokens,
-                  min_new_tokens=args.new_tokens)  # fmt: skip
+def block_cell(args, rl, base, input_ids, mask, config: ExtrapolationConfig) -> dict:
+    """One row: plain `generate` (eager and static/compiled), per-token, block 8 and "auto", timed side by side."""
+    # EOS suppressed (a processor that reads no ids), so every path generates exactly `--new_tokens` tokens
+    common = dict(attention_mask=mask, pad_token_id=0, max_new_tokens=args.new_tokens, suppress_tokens=[1],
+                  **SAMPLING[args.sampling])  # fmt: skip
 
     def run(block_size):
         return lambda: generate_with_extrapolation(
             rl, base_model=base, config=config, block_size=block_size, input_ids=input_ids, return_stats=True, **common
         )
 
-    run(None)(), run(8)()  # warm-up
-    t_plain = timed(lambda: rl.generate(input_ids, **common), args.repeats, args.device)
-    cells, figures = [], []
-    for block_size in (None, *args.block_sizes):
-        cells.append(timed(run(block_size), args.repeats, args.device) / t_plain)
-        _, stats = run(block_size)()
-        if block_size is None:
-            selected = stats.replacement_ratio
-        else:
-            figures.append(f"{stats.mean_accepted_block_length:.1f}/{stats.acceptance_rate:.2f}")
-    ratios = " | ".join(f"{r:.2f}x" for r in cells)
-    return f"| {label} | {args.batch} | {selected:.1%} | {t_plain:.3f}s | {ratios} | {' | '.join(figures)} |"
+    def plain():
+        return rl.generate(input_ids, **common)
+
+    def static():
+        return rl.generate(input_ids, cache_implementation="static", **common, **args.static_kwargs)
+
+    paths = {"per-token": run(None), **{f"block {b}": run(b) for b in args.block_sizes}}
+    for fn in (plain, *paths.values()):
+        fn()  # warm-up
+    if args.static_baseline:
+        static()  # compiles on CUDA
+    cell = {"plain_s": timed(plain, args.repeats, args.device)}
+    if args.static_baseline:
+        cell["static_ratio"] = timed(static, args.repeats, args.device) / cell["plain_s"]
+    for name, fn in paths.items():
+        results = []
+        cell[f"{name}_ratio"] = timed(fn, args.repeats, args.device, results) / cell["plain_s"]
+        _, stats = results[-1]
+        cell[f"{name}_stats"] = {k: stats.to_dict()[k] for k in ("replacement_ratio", "acceptance_rate",
+                                 "mean_accepted_block_length", "num_blocks", "fell_back")}  # fmt: skip
+    cell["selected"] = cell["per-token_stats"]["replacement_ratio"]
+    if "block auto_ratio" in cell:
+        cell["auto_over_per_token"] = cell["block auto_ratio"] / cell["per-token_ratio"]
+    return cell
+
+
+def format_row(cell: dict, args) -> str:
+    ratios = " | ".join(f"{cell[f'{name}_ratio']:.2f}x" for name in ["per-token", *(f"block {b}" for b in
+                        args.block_sizes)])  # fmt: skip
+    accept = " | ".join(
+        "{:.1f}/{:.2f}{}".format(
+            st["mean_accepted_block_length"], st["acceptance_rate"], " fb" if st["fell_back"] else ""
+        )
+        for st in (cell[f"block {b}_stats"] for b in args.block_sizes)
+    )
+    static = f"{cell['static_ratio']:.2f}x" if "static_ratio" in cell else "-"
+    auto = f"{cell['auto_over_per_token']:.2f}" if "auto_over_per_token" in cell else "-"
+    return (f"| {cell['setting']} | {cell['batch']} | {cell['selected']:.1%} | {cell['plain_s']:.3f}s | {static} | "
+            f"{ratios} | {auto} | {accept} |")  # fmt: skip
 
 
 def bench_blocks(args, dtype) -> None:
-    """Table 4: per-token vs block path, ratios to plain `generate` (median of `--repeats`)."""
-    sizes = " | ".join(f"block {b}" for b in args.block_sizes)
-    print(f"[4] T={args.new_tokens} P={args.prompt_len}; cells: time / plain generate; accept: mean block length / "
-          "acceptance rate")  # fmt: skip
-    print(
-        f"| setting | B | selected | plain | per-token | {sizes} | "
-        + " | ".join(f"accept {b}" for b in args.block_sizes)
-        + " |"
-    )
-    print("|---" * (5 + 2 * len(args.block_sizes)) + "|")
-    for hidden, layers in args.shapes:
-        rl = tiny_llama(1, hidden, layers, args.device, dtype)
-        base = tiny_llama(2, hidden, layers, args.device, dtype)
+    """Table 4: per-token vs block path, ratios to plain `generate` (median of `--repeats`), JSON after every cell."""
+    names = ["per-token", *(f"block {b}" for b in args.block_sizes)]
+    print(f"[4] shape={args.shape} sampling={args.sampling} T={args.new_tokens} P={args.prompt_len}; cells: time / "
+          "plain generate; static: plain generate with a static cache (compiled on CUDA); auto/pt: block auto / "
+          "per-token; accept: mean block length / acceptance rate (fb: auto fell back to one token per step)")  # fmt: skip
+    print(f"| setting | B | selected | plain | static | {' | '.join(names)} | auto/pt | "
+          + " | ".join(f"accept {b}" for b in args.block_sizes) + " |")  # fmt: skip
+    print("|---" * (7 + 2 * len(args.block_sizes)) + "|")
+    cells = []
+    for shape in SHAPES[args.shape]:
         for batch in args.batches:
-            args.batch = batch
-            input_ids, mask = make_batch(batch, args.prompt_len, args.device)
-            selective = selective_config(rl, base, input_ids, mask, args.new_tokens)
-            tau = selective.tau
-            dense = ExtrapolationConfig(gamma=0.1, selection="all")
-            print(_block_row(args, rl, base, input_ids, mask, selective, f"h{hidden} selective τ={tau:.3f}"))
-            print(_block_row(args, rl, base, input_ids, mask, dense, f"h{hidden} dense γ=0.1"))
+            input_ids, mask = make_prompts(batch, args.prompt_len, shape["vocab"], args.device)
+            rl, base, share, entropy = peaked_pair(shape, args, dtype, input_ids, mask)
+            for rule in args.rules:
+                config = (ExtrapolationConfig(gamma=0.1, selection="delta_logp", tau=TAU) if rule == "selective"
+                          else ExtrapolationConfig(gamma=0.1, selection="all"))  # fmt: skip
+                cell = block_cell(args, rl, base, input_ids, mask, config)
+                label = f"h{shape['hidden']} {rule}" + (f" τ={TAU}" if rule == "selective" else " γ=0.1")
+                cell.update(setting=label, batch=batch, shape=args.shape, hidden=shape["hidden"], rule=rule,
+                            sampling=args.sampling, calibrated_share=share, base_entropy=entropy)  # fmt: skip
+                cells.append(cell)
+                print(format_row(cell, args), flush=True)
+                if args.json:
+                    write_json(args, cells)
+            del rl, base
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+
+
+def write_json(args, cells: list[dict]) -> None:
+    import json
+    from pathlib import Path
+
+    settings = {k: v for k, v in vars(args).items() if k not in ("static_kwargs",) and not k.startswith("_")}
+    Path(args.json).write_text(json.dumps({"settings": settings, "cells": cells}, indent=2, default=str) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,14 +355,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Smaller settings for a fast check.")
     parser.add_argument("--skip_naive", action="store_true", help="Skip the (slow, quadratic) naive baseline.")
     parser.add_argument("--only", choices=["all", "blocks", "per-token"], default="all", help="Which tables to run.")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16], help="Batch sizes of table 4.")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16], help="Batch sizes of table 4.")
     parser.add_argument("--block_sizes", nargs="+", default=["8", "auto"], help="Block sizes of table 4.")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="Model layouts of table 4 (random "
+                        "weights, peaked logits, RL side a calibrated perturbation).")  # fmt: skip
+    parser.add_argument("--hiddens", type=int, nargs="+", default=None, help="Only these hidden sizes of --shape.")
+    parser.add_argument("--sampling", choices=sorted(SAMPLING), default="greedy",
+                        help="greedy, or the paper's sampling (temperature 1.0, top-p 0.7).")  # fmt: skip
+    parser.add_argument("--rules", nargs="+", choices=["selective", "dense"], default=["selective", "dense"])
+    parser.add_argument(
+        "--selected",
+        type=float,
+        default=None,
+        help="Share of tokens delta_logp selects at τ -0.35 (default 0.04 tiny, 0.07 Qwen layouts).",
+    )
+    parser.add_argument("--calibration_steps", type=int, default=8, help="Bisection steps of the RL perturbation.")
+    parser.add_argument(
+        "--static_baseline",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="Plain generate with cache_implementation='static' (compiled on CUDA); auto: CUDA only.",
+    )
+    parser.add_argument("--json", default=None, help="Write table 4 as JSON here (after every cell).")
     args = parser.parse_args(argv)
     args.block_sizes = [b if b == "auto" else int(b) for b in args.block_sizes]
-    args.shapes = [(256, 4), (1024, 8)]
+    if args.selected is None:
+        args.selected = 0.04 if args.shape == "tiny" else 0.07
+    if args.hiddens:
+        SHAPES[args.shape] = [s for s in SHAPES[args.shape] if s["hidden"] in args.hiddens]
     if args.quick:
         args.new_tokens, args.naive_tokens, args.repeats, args.naive_repeats = 32, 128, 3, 1
-        args.prompt_len, args.batches, args.shapes = 32, [1, 4], [(256, 4)]
+        args.prompt_len, args.batches = 32, [1, 4]
+        SHAPES["tiny"] = SHAPES["tiny"][:1]
+    args.static_baseline = args.static_baseline == "on" or (args.static_baseline == "auto" and args.device == "cuda")
+    args.static_kwargs = {}
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if args.device == "cuda" else torch.float32)

@@ -71,7 +71,7 @@ def test_samples_when_there_is_no_response_column(model_dirs, tmp_path, capsys):
     assert "in 8 responses (4 base, 4 rl)" in capsys.readouterr().out
     settings = json.loads((tmp_path / "analysis.json").read_text())["settings"]
     assert settings["num_prompts"] == 2 and settings["max_new_tokens"] == 6 and settings["top_p"] == 0.7
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis.json", "token_values.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis.json", "index.html", "token_values.pt"]
 
 
 def test_missing_model_flags_are_reported(tmp_path, capsys):
@@ -111,3 +111,18 @@ def test_bad_data_files_are_named(model_dirs, tmp_path):
     (tmp_path / "broken.json").write_text('{"prompt": ')
     with pytest.raises(ValueError, match="Dataset file .*broken.json' is not valid JSON"):
         main(["analyze", *models, "--dataset", str(tmp_path / "broken.json")])
+
+
+def test_the_page_is_written_by_default_and_skipped_with_no_html(model_dirs, tmp_path, capsys):
+    rows = tmp_path / "rewarded.jsonl"
+    rows.write_text("\n".join(json.dumps({**row, "reward": float(i % 2)}) for i, row in enumerate(ROWS)))
+    models = ["analyze", "--base_model", str(model_dirs[0]), "--rl_model", str(model_dirs[1]), "--dataset", str(rows)]
+    assert main([*models, "--output_dir", str(tmp_path / "page"), "--no_plots", "--page_responses", "2"]) == 0
+    assert f"Page:   {tmp_path / 'page' / 'index.html'}" in capsys.readouterr().out
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert 'id="correct-filter"' in page and "Showing 2 of 3 responses" in page
+    assert "Q: 1+1?" in page  # the prompts of the scored rows
+    assert main([*models, "--output_dir", str(tmp_path / "none"), "--no-html"]) == 0
+    assert (
+        not (tmp_path / "none" / "index.html").exists() and (tmp_path / "none" / "delta_logp_positions.png").exists()
+    )

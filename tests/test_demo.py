@@ -78,6 +78,45 @@ def test_report_numbers_match_the_json_results(quick_demo):
     assert "claims held" in report
 
 
+def test_report_checks_the_readme_numbers_when_the_settings_match(quick_demo, tmp_path, monkeypatch):
+    import hf_dlp.demo.expected as expected
+    from hf_dlp.demo.report import write_report
+
+    output, results, report = quick_demo
+    record = json.loads((output / "headline_numbers.json").read_text())
+    numbers = record["numbers"]
+    assert numbers["Avg@k base"] == results["evaluation"]["base"]["avg_at_k"]
+    assert (
+        numbers["AUROC (response means) delta_logp"]
+        == results["analysis"]["separation"]["delta_logp"]["auroc_response"]
+    )
+    assert any(name.startswith("claim: ") for name in numbers) and "output_dir" not in record["config"]
+    assert "No shipped numbers for these settings" in report  # --seed 3 --quick: not the README's run
+
+    monkeypatch.setattr(expected, "EXPECTED_DIR", tmp_path)
+    (tmp_path / "toy.json").write_text(json.dumps(record))  # the shipped numbers are this run's: they agree
+    text = (write_report(results, output)).read_text()
+    assert f"This run and the README agree: {len(numbers)} of {len(numbers)} numbers are the same" in text
+    record["numbers"]["Avg@k base"] += 0.01  # one shipped number off: the report says so, the difference first
+    (tmp_path / "toy.json").write_text(json.dumps(record))
+    text = write_report(results, output).read_text()
+    assert f"**differ**: {len(numbers) - 1} of {len(numbers)}" in text
+    first = text.split("| number | README | this run | same |")[1].splitlines()[2]
+    assert first.startswith("| Avg@k base |") and first.endswith("| **no** |")
+    record["config"]["seed"] = 0  # other settings: nothing to compare
+    (tmp_path / "toy.json").write_text(json.dumps(record))
+    assert "No shipped numbers for these settings" in write_report(results, output).read_text()
+
+
+def test_the_shipped_numbers_are_for_the_default_toy_demo():
+    from hf_dlp.demo.expected import headline_record, load_expected
+
+    shipped = load_expected("toy")
+    config = DemoConfig()
+    assert shipped["config"] == headline_record({"config": config.to_dict()}, {})["config"]
+    assert shipped["environment"]["cpu_kernels"]["pinned"]
+
+
 def test_demo_config_validation():
     with pytest.raises(ValueError, match="must start with 'none'"):
         DemoConfig(methods=("low_prob",))

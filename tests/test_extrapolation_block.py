@@ -9,6 +9,8 @@ Nano toy models only (hidden 32, one layer, 106 tokens); the sampling checks bat
 from __future__ import annotations
 
 import copy
+import os
+import sys
 
 import pytest
 import torch
@@ -25,6 +27,7 @@ from hf_dlp.extrapolation import (
     export_custom_generate,
     generate_with_extrapolation,
 )
+from hf_dlp.extrapolation import block as block_module
 from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
 
 PROMPTS = ["Q: 12 + 7?\nA: ", "Q: 3-1?", "Compute 100 + 250 please.\n"]  # different lengths: left padding
@@ -105,7 +108,7 @@ def test_greedy_block_path_equals_per_token_path(pair, batch, selection, role, g
         blocks = generate_with_extrapolation(model, block_size=block_size, **kwargs)
         assert_same(expected, blocks)
         stats = blocks[1]
-        assert stats.num_blocks >= -(-10 // block_size) and stats.block_tokens == 10
+        assert stats.num_blocks >= -(-10 // block_size) and stats.block_tokens == sum(stats.num_generated)
         assert stats.accepted_tokens <= stats.drafted_tokens
         assert stats.other_forwards == stats.num_blocks + (1 if block_size > 1 else 0)
 
@@ -152,18 +155,83 @@ def test_other_processors_masks_are_followed(pair, batch):
     assert_same(per_token, blocks)
 
 
-def test_auto_schedule(pair, batch):
-    schedule = BlockSchedule("auto")
-    sizes = [schedule.size] + [schedule.update(whole=whole) for whole in (True, True, False, False)]
-    assert sizes == [8, 10, 12, 11, 10]
-    small = BlockSchedule("auto")
-    for _ in range(20):
-        small.update(whole=False)
+def ticking_clock(step: float = 1.0):
+    ticks = iter(range(10**6))
+    return lambda: step * next(ticks)
+
+
+def test_auto_schedule():
+    """Four timed one-token probes, then blocks from 8 that grow by 2 when whole and shrink by 1 when cut."""
+    schedule = BlockSchedule("auto", clock=ticking_clock())
+    sizes = []
+    for whole in (True,) * 4 + (True, True, False, False):
+        schedule.start()
+        sizes.append(schedule.size)
+        schedule.update(whole=whole, advanced=schedule.size)  # every block takes one tick: blocks pay
+    assert sizes == [1, 1, 1, 1, 8, 10, 12, 11] and schedule.size == 10 and not schedule.fell_back
+    small = BlockSchedule("auto", clock=ticking_clock())
+    for _ in range(30):
+        small.start()
+        small.update(whole=False, advanced=small.size)
     assert small.size == 1
+    fixed = BlockSchedule(5)
+    fixed.start()
+    assert fixed.update(whole=False, advanced=1) == 5 and not fixed.fell_back
+
+
+def test_auto_schedule_falls_back_when_blocks_do_not_pay():
+    slow = BlockSchedule("auto", clock=ticking_clock())
+    for _ in range(4):
+        slow.start()
+        slow.update(whole=True)
+    slow.start()
+    slow.update(whole=False, advanced=1.0)  # 1 tick for 1 token: a one-token step costs the same
+    slow.start()
+    assert slow.update(whole=False, advanced=1.0) == 1 and slow.fell_back
+    for _ in range(5):
+        slow.start()
+        assert slow.update(whole=True, advanced=1.0) == 1  # for the rest of the call
+    first = BlockSchedule("auto", clock=ticking_clock())
+    for _ in range(4):
+        first.start()
+        first.update(whole=True)
+    first.start()
+    first.update(whole=False, advanced=0.5)  # the first block alone is twice as slow per token
+    assert first.fell_back
+
+
+def test_auto_schedule_for_one_row_judges_the_firing_rate():
+    """One row: the fallback weighs the expected advance from the firing rate seen (prior 5 %), not single blocks."""
+
+    def run(fires: bool, draft_cost: float) -> BlockSchedule:
+        now = [0.0]
+        schedule = BlockSchedule("auto", judge_first=False, clock=lambda: now[0])
+        for _ in range(12):
+            schedule.start()
+            now[0] += 1.0 if schedule.size == 1 else draft_cost * schedule.size  # a one-token step takes 1
+            schedule.update(whole=not fires, advanced=1 if fires else schedule.size, fired=fires)
+        return schedule
+
+    assert not run(fires=True, draft_cost=0.05).fell_back  # drafts nearly free: blocks pay even if always cut
+    assert not run(fires=False, draft_cost=0.6).fell_back  # blocks kept whole: 0.6 per token
+    assert run(fires=True, draft_cost=1.0).fell_back  # a draft costs a whole step: no block can pay
+    assert run(fires=False, draft_cost=1.0).fell_back
+
+
+@pytest.mark.parametrize("selection, tau, falls_back", [("delta_logp", 10.0, True), ("delta_logp", -50.0, False)])
+def test_auto_falls_back_with_the_same_greedy_tokens(pair, batch, monkeypatch, selection, tau, falls_back):
+    """Each block takes one tick of a fake clock: blocks cut at their first position (tau 10 fires everywhere)
+    cost as much per token as a one-token step, so "auto" falls back; blocks kept whole (tau -50) do not."""
+    monkeypatch.setattr(acceptance, "block_clock", ticking_clock())
     rl, base = pair
-    kwargs = dict(base_model=base, selection="delta_logp", tau=0.0, gamma=0.1, **batch, max_new_tokens=24)
+    kwargs = dict(base_model=base, selection=selection, tau=tau, gamma=0.5, **batch, max_new_tokens=24)
     per_token, blocks = both_paths(rl, "auto", **kwargs, do_sample=False)
     assert_same(per_token, blocks)
+    assert blocks[1].fell_back is falls_back
+    if falls_back:  # after the fallback every block is one token
+        assert blocks[1].num_blocks >= 24 - 2 * 8
+    sampled = both_paths(rl, "auto", seed=4, **kwargs, do_sample=True, top_p=0.9)
+    assert_same(*sampled)
 
 
 # --- sampling: seeded equality (selective) --------------------------------------------------------------------------
@@ -362,3 +430,163 @@ def test_enable_extrapolation_and_the_processor_with_a_block_size(pair, batch):
     disable_extrapolation(rl)
     with pytest.warns(UserWarning, match="`block_size=3` is ignored by ExtrapolationLogitsProcessor"):
         ExtrapolationLogitsProcessor(base_model=base, block_size=3, generation_config=rl.generation_config)
+
+
+# --- ragged rows, one host round trip per block (issue 18) ------------------------------------------------------------
+PROMPTS_4 = ["Q: 12 + 7?\nA: ", "Q: 3-1?", "Compute 100 + 250 please.\n", "Hi"]
+
+
+def kept_per_block(monkeypatch):
+    """Record what each block's host round trip returns: the committed tokens of each row (first third)."""
+    seen = []
+    original = block_module.to_host
+
+    def spy(tensor):
+        values = original(tensor)
+        seen.append(values[: len(values) // 3])
+        return values
+
+    monkeypatch.setattr(block_module, "to_host", spy)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "selection, role",
+    [("delta_logp", "rl"), ("delta_logp", "base"), ("all", "rl"), ("entropy", "base"), ("random", "rl")],
+)
+def test_ragged_rows_accept_different_numbers_of_drafts(pair, tok, monkeypatch, selection, role):
+    """B = 4 greedy: within one block the rows keep different numbers of drafts, and the tokens are still the
+    per-token path's (rows re-drawing early leave holes in both caches, masked out, positions counting real tokens)."""
+    model, other = sides(pair, role)
+    batch = tok(PROMPTS_4, return_tensors="pt", padding=True)
+    kwargs = dict(**other, selection=selection, tau=tau_for(selection, role), gamma=0.1, **batch, max_new_tokens=20)
+    expected = generate_with_extrapolation(model, **kwargs, do_sample=False, return_stats=True)
+    seen = kept_per_block(monkeypatch)
+    got = generate_with_extrapolation(model, **kwargs, do_sample=False, return_stats=True, block_size=6)
+    assert_same(expected, got)
+    assert any(len({k for k in kept if k}) > 1 for kept in seen), seen  # some block ended at different places
+    assert got[1].mean_accepted_block_length > 1.0
+
+
+def test_ragged_rows_with_processors_that_read_each_rows_ids(pair, tok, monkeypatch):
+    """N-gram blocking, bad words and min_new_tokens see each row's own committed ids (grouped by length)."""
+    rl, base = pair
+    batch = tok(PROMPTS_4, return_tensors="pt", padding=True)
+    free = generate_with_extrapolation(rl, base_model=base, tau=1.0, gamma=0.5, **batch, max_new_tokens=8,
+                                       do_sample=False)  # fmt: skip
+    eos = int(free[1, batch["input_ids"].shape[1] + 2])
+    settings = dict(do_sample=False, no_repeat_ngram_size=2, min_new_tokens=4, bad_words_ids=[[40, 41]],
+                    eos_token_id=[5, eos], max_new_tokens=16)  # fmt: skip
+    kwargs = dict(base_model=base, selection="delta_logp", tau=1.0, gamma=0.5, **batch, **settings)
+    seen = kept_per_block(monkeypatch)
+    per_token, blocks = both_paths(rl, 5, **kwargs)
+    assert_same(per_token, blocks)
+    assert any(len({k for k in kept if k}) > 1 for kept in seen)
+
+
+def test_processors_that_cannot_follow_ragged_rows_keep_lockstep(pair, batch, monkeypatch):
+    """A processor not known to work row by row is named, and the rows advance in lockstep (still exact)."""
+    messages = []
+    monkeypatch.setattr(block_module, "_log_info", messages.append)
+    rl, base = pair
+
+    def allowed(batch_id, ids):  # PrefixConstrainedLogitsProcessor: depends on the row's index in the batch
+        return list(range(20, 60)) if batch_id == 0 else list(range(30, 90))
+
+    kwargs = dict(base_model=base, selection="delta_logp", tau=1.0, gamma=0.5, **batch, max_new_tokens=10)
+    per_token, blocks = both_paths(rl, 4, **kwargs, do_sample=False, prefix_allowed_tokens_fn=allowed)
+    assert_same(per_token, blocks)
+    assert messages and "PrefixConstrainedLogitsProcessor" in messages[0] and "lockstep" in messages[0]
+    seen = kept_per_block(monkeypatch)
+    per_token, blocks = both_paths(rl, 4, **kwargs, do_sample=False, repetition_penalty=1.3)  # per-row padding state
+    assert_same(per_token, blocks)
+    assert "RepetitionPenaltyLogitsProcessor" in messages[-1]
+    assert all(len(set(kept)) == 1 for kept in seen)  # lockstep: every row keeps the same number
+
+
+HOST_SYNCS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__")
+
+
+@pytest.mark.parametrize(
+    "selection, sampling", [("delta_logp", False), ("all", False), ("delta_logp", True), ("all", True)]
+)
+def test_at_most_one_host_round_trip_per_block(pair, batch, monkeypatch, selection, sampling):
+    """Count the host-device syncs made from hf_dlp.extrapolation's code (tensor -> Python value) during a run:
+    one per block, plus a constant number at the start and the end."""
+    folder = str(block_module.__file__).rsplit("/", 1)[0]
+    calls = []
+    for name in HOST_SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, __original=original, __name=name, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if caller.startswith(folder):
+                calls.append((__name, caller.rsplit("/", 1)[-1], sys._getframe(1).f_lineno))
+            return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    rl, base = pair
+    kwargs = dict(base_model=base, selection=selection, tau=tau_for(selection, "rl"), gamma=0.5, **batch)
+    _, stats = generate_with_extrapolation(
+        rl, **kwargs, max_new_tokens=24, do_sample=sampling, top_p=0.9, block_size=4, return_stats=True
+    )
+    monkeypatch.undo()
+    # start: the right-padding check and the private generator's seed; end: three statistics transfers
+    assert len(calls) <= stats.num_blocks + 5, calls
+    assert stats.num_blocks >= 6
+
+
+def test_record_swaps_on_the_block_path(pair, batch):
+    rl, base = pair
+    kwargs = dict(base_model=base, selection="delta_logp", tau=1.0, gamma=0.5, **batch, max_new_tokens=12)
+    _, expected = generate_with_extrapolation(rl, **kwargs, do_sample=False, return_stats=True, record_swaps=True)
+    _, got = generate_with_extrapolation(
+        rl, **kwargs, do_sample=False, return_stats=True, record_swaps=True, block_size=4
+    )
+    assert sum(map(len, got.swaps)) > 0
+    for row_expected, row_got in zip(expected.swaps, got.swaps, strict=True):
+        assert [s[:3] for s in row_got] == [s[:3] for s in row_expected]
+        flat = [value for swap in row_got for value in swap[3:]]
+        assert flat == pytest.approx([value for swap in row_expected for value in swap[3:]], abs=1e-4)
+
+
+@pytest.mark.parametrize("selection", ["delta_logp", "all"])
+@pytest.mark.parametrize("sampling", [False, True])
+def test_static_cache_on_both_paths(pair, batch, selection, sampling):
+    """`cache_implementation="static"` (eager, float32): both paths give the dynamic-cache per-token tokens (the block
+    path keeps a static cache's rows in lockstep: holes would outgrow its fixed length)."""
+    rl, base = pair
+    kwargs = dict(base_model=base, selection=selection, tau=tau_for(selection, "rl"), gamma=0.5, **batch)
+    settings = dict(max_new_tokens=10, do_sample=sampling, top_p=0.9, return_stats=True)
+    torch.manual_seed(2)
+    expected = generate_with_extrapolation(rl, **kwargs, **settings)
+    for block_size in (None, 4):
+        if sampling and selection == "all" and block_size:
+            continue  # dense sampling: same distribution, not the same random numbers
+        torch.manual_seed(2)
+        got = generate_with_extrapolation(
+            rl, **kwargs, **settings, block_size=block_size, cache_implementation="static"
+        )
+        assert_same(expected, got)
+
+
+RUN_SLOW = os.environ.get("HF_DLP_RUN_SLOW") == "1"
+
+
+@pytest.mark.skipif(not RUN_SLOW, reason="compiles the decode step (about 25 s on 2 cores); set HF_DLP_RUN_SLOW=1")
+def test_compiled_static_decode_step_on_both_paths(pair, batch):
+    """The decode step compiled as `generate` compiles it (static cache; `_compile_all_devices` so CPU compiles too):
+    both paths give the eager dynamic-cache tokens in float32, and the block path runs the compiled call."""
+    from transformers import CompileConfig
+
+    rl, base = copy.deepcopy(pair[0]), pair[1]
+    kwargs = dict(base_model=base, tau=1.0, gamma=0.5, **batch, max_new_tokens=10, do_sample=False)
+    expected = generate_with_extrapolation(rl, **kwargs)
+    compile_config = CompileConfig(mode="default")
+    compile_config._compile_all_devices = True
+    for block_size in (None, 4):
+        got = generate_with_extrapolation(
+            rl, **kwargs, block_size=block_size, cache_implementation="static", compile_config=compile_config
+        )
+        assert torch.equal(got, expected)
+    assert hasattr(rl, "_compiled_call")

@@ -337,3 +337,92 @@ def test_cli_refuses_unknown_tau_rules_and_bad_settings(model_dirs, tmp_path, mo
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match=r"`gamma` must be a number <= 10000.0"):
             main(cli("replace", model_dirs, tmp_path, "--gamma", "1e39"))
+
+
+# --- what the replacement swapped (record_swaps) --------------------------------------------------------------------
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_extrapolation_records_the_swapped_tokens(setup, block_size):
+    import torch
+
+    from hf_dlp.extrapolation import generate_with_extrapolation
+
+    tok, base, rl, _ = setup
+    batch = tok(["Q: 1+2?", "Q: 10+7?"], return_tensors="pt", padding=True)
+    runs = {}
+    for record in (False, True):
+        torch.manual_seed(0)
+        runs[record] = generate_with_extrapolation(
+            base, rl_model=rl, tokenizer=tok, config=ExtrapolationConfig(gamma=0.0, tau=0.05, block_size=block_size),
+            **batch, max_new_tokens=10, do_sample=True, return_stats=True, record_swaps=record,
+        )  # fmt: skip
+    (plain, plain_stats), (output, stats) = runs[False], runs[True]
+    assert torch.equal(plain, output) and plain_stats.swaps is None  # recording changes nothing
+    assert [len(row) for row in stats.swaps] == stats.num_selected and sum(stats.num_selected) > 0
+    prompt = batch.input_ids.shape[1]
+    for row, swaps in enumerate(stats.swaps):
+        for swap in swaps:
+            assert output[row, prompt + swap.position].item() == swap.chosen
+            assert swap.candidate_delta_logp <= 0.05 + 1e-6  # the rule that selected it: Δlog p of the base token
+    assert "swaps" in stats.to_dict() and "swaps" not in plain_stats.to_dict()
+
+
+def test_the_block_path_records_the_per_token_swaps(setup):
+    import torch
+
+    from hf_dlp.extrapolation import generate_with_extrapolation
+
+    tok, base, rl, _ = setup
+    batch = tok(["Q: 1+2?", "Q: 10+7?"], return_tensors="pt", padding=True)
+    swaps = []
+    for block_size in (None, 4):
+        torch.manual_seed(0)
+        _, stats = generate_with_extrapolation(
+            base, rl_model=rl, tokenizer=tok, config=ExtrapolationConfig(gamma=0.0, tau=0.05, block_size=block_size),
+            **batch, max_new_tokens=10, do_sample=True, return_stats=True, record_swaps=True,
+        )  # fmt: skip
+        swaps.append([[(s.position, s.candidate, s.chosen) for s in row] for row in stats.swaps])
+    assert swaps[0] == swaps[1]
+
+
+def test_record_swaps_needs_a_selective_rule_and_a_bool(setup):
+    from hf_dlp.extrapolation import generate_with_extrapolation
+
+    tok, base, rl, _ = setup
+    batch = tok(["Q: 1+2?"], return_tensors="pt")
+    with pytest.raises(ValueError, match="`record_swaps=True` records the positions a selective rule re-draws"):
+        generate_with_extrapolation(base, rl_model=rl, selection="all", **batch, max_new_tokens=2, record_swaps=True)
+    with pytest.raises(TypeError, match="`record_swaps` must be True or False, got 'yes'"):
+        replacement_sweep(**pair_kwargs(setup), selections=["random"], record_swaps="yes")
+
+
+def test_replacement_sweep_saves_the_most_frequent_swaps(setup, tmp_path):
+    from hf_dlp.analysis import ReplacedResponse
+    from hf_dlp.sweeps import format_swaps_table, replaced_responses, top_swaps
+
+    kwargs = dict(
+        selections=["random", "delta_logp"], taus={"random": [0.0, 1.0], "delta_logp": [0.0]}, num_samples=2,
+        max_new_tokens=6, progress=False, output_dir=tmp_path, record_swaps=True,
+    )  # fmt: skip
+    result = replacement_sweep(**pair_kwargs(setup), **kwargs)
+    rows = {(row["selection"], row["tau"]): row for row in result.rows}
+    assert rows[("random", 0.0)]["swaps"] == {"num_selected": 0, "num_changed": 0, "top": [], "examples": []}
+    every = rows[("random", 1.0)]["swaps"]  # every position selected: as many as tokens generated
+    assert every["num_selected"] > 0 and rows[("random", 1.0)]["replacement_ratio"] == 1.0
+    counts = [swap["count"] for swap in every["top"]]
+    assert counts == sorted(counts, reverse=True) and sum(counts) <= every["num_changed"] <= every["num_selected"]
+    assert all(swap["base_token"] != swap["rl_token"] for swap in every["top"])
+    for example in every["examples"]:
+        assert all(example["tokens"][swap["position"]] == swap["rl_token"] for swap in example["swaps"])
+    assert all(s["base_delta_logp"] <= 0.0 for e in rows[("delta_logp", 0.0)]["swaps"]["examples"] for s in e["swaps"])
+    saved = json.loads((tmp_path / "replacement_sweep.json").read_text())
+    assert saved["rows"][1]["swaps"] == json.loads(json.dumps(every))
+    assert saved["settings"]["record_swaps"] is True
+    table = format_swaps_table(saved, limit=2)
+    assert table.startswith("| selection | τ | base → RL |") and "| random | 1 |" in table
+    assert len(top_swaps(result, limit=1)) <= 2
+    replaced = replaced_responses(result, limit=3)
+    assert replaced and all(isinstance(r, ReplacedResponse) for r in replaced)
+    again = replacement_sweep(**pair_kwargs(setup), **kwargs)  # resumes: every cell reused, swaps included
+    assert again.rows == result.rows
+    assert format_swaps_table(replacement_sweep(**pair_kwargs(setup), selections=["random"], taus={"random": [1.0]},
+                                                num_samples=1, max_new_tokens=2, progress=False)) == ""  # fmt: skip

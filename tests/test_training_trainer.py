@@ -168,6 +168,16 @@ def test_rejects_plain_grpo_config(tiny_model_dir, dataset, tmp_path):
         _trainer(tiny_model_dir, dataset, tmp_path, config_class=GRPOConfig)
 
 
+def test_refuses_a_training_set_that_gives_zero_steps(tiny_model_dir, dataset, tmp_path):
+    from datasets import Dataset
+
+    empty = Dataset.from_dict({"prompt": [], "answer": []})
+    with pytest.raises(ValueError, match="The training set has 0 prompts, but one generation batch takes"):
+        _trainer(tiny_model_dir, empty, tmp_path)
+    with pytest.raises(ValueError, match="The training set has 1 prompts, but one generation batch takes 2"):
+        _trainer(tiny_model_dir, dataset.select([0]), tmp_path, per_device_train_batch_size=8)
+
+
 def odd_answer_reward(completions, answer, **kwargs):
     """Signal only for problems with an odd answer; groups of even-answer problems all get 0 (no gradient)."""
     return [len(set(c)) / 10 if int(a) % 2 else 0.0 for c, a in zip(completions, answer, strict=True)]

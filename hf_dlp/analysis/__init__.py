@@ -5,7 +5,9 @@
 - `report`: `AnalysisReport`, the dataset-level result, saved as JSON + PNG;
 - `plots`: the paper's Fig. 1b histograms;
 - `responses`: `analyze_responses` over a dataset of responses, and `generate_responses` from both models;
-- `pair`: `analyze_model_pair`, from two models (or their names) and a prompt set to a report in one call.
+- `pair`: `analyze_model_pair`, from two models (or their names) and a prompt set to a report in one call;
+- `tokens`: which tokens RLVR changed (`token_table`) and Δlog p along the response (`position_profile`);
+- `page`: `write_analysis_page`, the report as one self-contained HTML page, responses coloured token by token.
 
 Vocabulary checks and pair loading live in `hf_dlp.model_pair`, prompt rendering and sampling in `hf_dlp.generation`.
 """
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 from ..arguments import moved_module
 from .metrics import METRIC_NAMES, TokenMetrics, compute_token_metrics
+from .page import ReplacedResponse, TokenSwap, render_analysis_page, write_analysis_page
 from .pair import analyze_model_pair
-from .plots import FIG1B_METRICS, plot_metric_histograms
+from .plots import FIG1B_METRICS, plot_metric_histograms, plot_position_profile
 from .report import AnalysisReport, concatenate_reports
 from .responses import analyze_responses, generate_responses
 from .stats import auroc, overlap_coefficient, summarize
+from .tokens import position_profile, token_table
 
 # Names this package used to re-export; they still resolve from their new modules, with a `FutureWarning`.
 __getattr__ = moved_module(
@@ -33,7 +37,9 @@ __all__ = [
     "FIG1B_METRICS",
     "METRIC_NAMES",
     "AnalysisReport",
+    "ReplacedResponse",
     "TokenMetrics",
+    "TokenSwap",
     "analyze_model_pair",
     "analyze_responses",
     "auroc",
@@ -42,5 +48,10 @@ __all__ = [
     "generate_responses",
     "overlap_coefficient",
     "plot_metric_histograms",
+    "plot_position_profile",
+    "position_profile",
+    "render_analysis_page",
     "summarize",
+    "token_table",
+    "write_analysis_page",
 ]

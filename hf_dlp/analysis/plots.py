@@ -103,3 +103,51 @@ def plot_metric_histograms(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=120)
     return figure
+
+
+def plot_position_profile(
+    report: AnalysisReport, *, tau: float | None = None, path: str | Path | None = None
+) -> Figure:
+    """Δlog p along the response: mean Δlog p (top) and the share with Δlog p <= τ (bottom), by relative position
+    (10 bins, left) and by absolute position (right), one line per source (`tokens.position_profile`).
+
+    Examples:
+
+    >>> import torch
+    >>> from hf_dlp.analysis.report import AnalysisReport
+    >>> values = {name: torch.linspace(-1, 1, 6) for name in METRIC_NAMES}
+    >>> figure = plot_position_profile(AnalysisReport(values, torch.tensor([0, 0, 0, 1, 1, 1]), ["base", "rl"]))
+    >>> len(figure.axes), figure.axes[0].get_xlabel()
+    (4, 'relative position in the response')
+    """
+    from matplotlib.figure import Figure
+
+    from .tokens import DEFAULT_TAU, position_profile
+
+    profile = position_profile(report, tau=DEFAULT_TAU if tau is None else tau)
+    figure = Figure(figsize=(10, 6), layout="constrained")
+    axes = figure.subplots(2, 2, squeeze=False)
+    for column, (kind, label) in enumerate(
+        (("relative", "relative position in the response"), ("absolute", "token index in the response"))
+    ):
+        edges = profile[kind]["edges"]
+        centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        for index, source in enumerate(report.source_names):
+            color = _SOURCE_COLORS.get(source, f"C{index + 2}")
+            stats = profile[kind][source]
+            nan = float("nan")
+            for row, key in enumerate(("mean_delta_logp", "share_selected")):
+                values = [nan if v is None else (100 * v if row else v) for v in stats[key]]
+                axes[row][column].plot(centres, values, marker="o", color=color, label=f"{source}-written")
+        axes[0][column].axhline(0.0, color="grey", linewidth=0.8)
+        axes[0][column].set_ylabel("mean Δlog p")
+        axes[0][column].set_title("mean Δlog p", fontsize="medium")
+        axes[1][column].set_ylabel("selected (%)")
+        axes[1][column].set_title(f"share with Δlog p <= {profile['tau']:g}", fontsize="medium")
+        axes[0][column].set_xlabel(label)
+        axes[1][column].set_xlabel(label)
+    axes[0][0].legend(fontsize="small")
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=110)
+    return figure

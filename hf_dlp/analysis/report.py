@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ REPORT_FILE = "analysis.json"
 VALUES_FILE = "token_values.pt"
 FIG1B_FILE = "fig1b_histograms.png"
 ALL_METRICS_FILE = "all_metrics_histograms.png"
+POSITIONS_FILE = "delta_logp_positions.png"
 
 
 @dataclass
@@ -35,6 +36,9 @@ class AnalysisReport:
         negative_source (`str`, *optional*, defaults to `"base"`): the other source of the separation statistics.
         quantiles (`tuple[float, ...]`, *optional*): quantiles of the summaries.
         thresholds (`tuple[float, ...]`, *optional*): |Δlog p| thresholds of the sparsity shares.
+        token_ids (`torch.LongTensor` of shape `(num_tokens,)`, *optional*): the id of every scored token (recorded by
+            `analyze_responses`); the token tables (`token_table`) and the page's responses need them.
+        token_text (`dict[int, str]`, *optional*): the decoded text of each id in `token_ids` (`tokenizer.decode`).
 
     Separation (`separation()`), for every metric, between responses from `positive_source` and `negative_source`:
 
@@ -62,6 +66,8 @@ class AnalysisReport:
     negative_source: str = "base"
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    token_ids: torch.Tensor | None = None
+    token_text: dict[int, str] | None = None
 
     def __post_init__(self):
         missing = [name for name in METRIC_NAMES if name not in self.token_values]
@@ -81,6 +87,15 @@ class AnalysisReport:
                 "each with at least one token."
             )
         self.sources = [str(source) for source in self.sources]
+        if self.token_ids is not None:
+            self.token_ids = torch.as_tensor(self.token_ids, dtype=torch.long)
+            if self.token_ids.shape != self.token_response.shape:
+                raise ValueError(
+                    f"`token_ids` has shape {tuple(self.token_ids.shape)}, but `token_response` has shape "
+                    f"{tuple(self.token_response.shape)}; give one id per token (or leave `token_ids` unset)."
+                )
+        if self.token_text is not None:
+            self.token_text = {int(key): str(value) for key, value in self.token_text.items()}
 
     @property
     def num_responses(self) -> int:
@@ -162,8 +177,33 @@ class AnalysisReport:
             for metric in METRIC_NAMES
         }
 
+    def token_table(self, **options: Any) -> dict[str, Any]:
+        """The tokens with the most negative and most positive mean Δlog p, per source (`tokens.token_table`)."""
+        from .tokens import token_table
+
+        return token_table(self, **options)
+
+    def position_profile(self, **options: Any) -> dict[str, Any]:
+        """Mean Δlog p and selected share by relative and absolute position (`tokens.position_profile`)."""
+        from .tokens import position_profile
+
+        return position_profile(self, **options)
+
+    def response_summaries(self) -> list[dict[str, Any]]:
+        """One short record per response: `index`, `source`, `num_tokens`, `mean_delta_logp`."""
+        counts = torch.bincount(self.token_response, minlength=self.num_responses).tolist()
+        means = self.response_means("delta_logp").tolist()
+        return [
+            {"index": i, "source": source, "num_tokens": counts[i], "mean_delta_logp": means[i]}
+            for i, source in enumerate(self.sources)
+        ]
+
     def to_dict(self) -> dict[str, Any]:
-        """Everything but the per-token values, JSON-ready, stamped with the hf_dlp version."""
+        """Everything but the per-token values, JSON-ready, stamped with the hf_dlp version.
+
+        With `token_ids`, `token_tables` holds `token_table()`; `position_profile` and one summary per response
+        (`responses`) are always there.
+        """
         return {
             "hf_dlp_version": __version__,
             "settings": self.settings,
@@ -173,10 +213,14 @@ class AnalysisReport:
             "negative_source": self.negative_source,
             "summary": self.summary(),
             "separation": self.separation() if self.has_separation() else None,
+            "token_tables": self.token_table() if self.token_ids is not None else None,
+            "position_profile": self.position_profile(),
+            "responses": self.response_summaries(),
         }
 
-    def format_table(self) -> str:
-        """A short text table: mean per source and, when both sources are present, the separation statistics.
+    def format_table(self, tokens: bool = True) -> str:
+        """A short text table: mean per source and, when both sources are present, the separation statistics; then,
+        with `tokens` and `token_ids`, the token tables (`tokens.format_token_table`).
 
         Examples:
 
@@ -197,10 +241,15 @@ class AnalysisReport:
                 stats = separation[metric]
                 line += f"{stats['auroc_response']:>13.3f}{stats['auroc_token']:>12.3f}{stats['overlap_token']:>9.3f}"
             lines.append(line)
+        if tokens and self.token_ids is not None:
+            from .tokens import format_token_table
+
+            lines.extend(["", format_token_table(self.token_table())])
         return "\n".join(lines)
 
-    def save(self, directory: str | Path, plots: bool = True) -> Path:
-        """Write `analysis.json`, `token_values.pt` and (with `plots`) the PNG histograms into `directory`.
+    def save(self, directory: str | Path, plots: bool = True, html: bool = False, **page_options: Any) -> Path:
+        """Write `analysis.json`, `token_values.pt`, (with `plots`) the PNG histograms and the position profile, and
+        (with `html`) the page `index.html` (`page.write_analysis_page`, given `page_options`) into `directory`.
 
         Examples:
 
@@ -208,11 +257,12 @@ class AnalysisReport:
         >>> values = {name: torch.tensor([0.5, -0.5]) for name in METRIC_NAMES}
         >>> folder = AnalysisReport(values, torch.tensor([0, 1]), ["rl", "base"]).save(tempfile.mkdtemp())
         >>> sorted(p.name for p in folder.iterdir())
-        ['all_metrics_histograms.png', 'analysis.json', 'fig1b_histograms.png', 'token_values.pt']
+        ['all_metrics_histograms.png', 'analysis.json', 'delta_logp_positions.png', 'fig1b_histograms.png',
+         'token_values.pt']
         >>> AnalysisReport.load(folder).sources
         ['rl', 'base']
         """
-        from .plots import FIG1B_METRICS, plot_metric_histograms
+        from .plots import FIG1B_METRICS, plot_metric_histograms, plot_position_profile
 
         directory = check_output_dir("directory", directory)
         (directory / REPORT_FILE).write_text(json.dumps(self.to_dict(), indent=2))
@@ -226,17 +276,24 @@ class AnalysisReport:
                 "negative_source": self.negative_source,
                 "quantiles": list(self.quantiles),
                 "thresholds": list(self.thresholds),
+                "token_ids": self.token_ids,
+                "token_text": self.token_text,
             },
             directory / VALUES_FILE,
         )
         if plots:
             plot_metric_histograms(self, FIG1B_METRICS, path=directory / FIG1B_FILE)
             plot_metric_histograms(self, METRIC_NAMES, path=directory / ALL_METRICS_FILE)
+            plot_position_profile(self, path=directory / POSITIONS_FILE)
+        if html:
+            from .page import write_analysis_page
+
+            write_analysis_page(self, directory, **page_options)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> AnalysisReport:
-        """Reload a report written by `save`."""
+        """Reload a report written by `save` (files from before hf_dlp recorded token ids load without them)."""
         path = Path(directory) / VALUES_FILE
         if not path.exists():
             raise FileNotFoundError(
@@ -244,6 +301,12 @@ class AnalysisReport:
             )
         data = torch.load(path, weights_only=True)
         data["quantiles"], data["thresholds"] = tuple(data["quantiles"]), tuple(data["thresholds"])
+        unknown = sorted(set(data) - {spec.name for spec in fields(cls)})
+        if unknown:
+            raise ValueError(
+                f"{path} holds fields {unknown} that this hf_dlp ({__version__}) does not know; it was written by a "
+                "newer version. Upgrade hf_dlp to load it."
+            )
         return cls(**data)
 
 
@@ -270,4 +333,6 @@ def concatenate_reports(reports: Sequence[AnalysisReport]) -> AnalysisReport:
         negative_source=first.negative_source,
         quantiles=first.quantiles,
         thresholds=first.thresholds,
+        token_ids=torch.cat([r.token_ids for r in reports]) if all(r.token_ids is not None for r in reports) else None,
+        token_text={key: value for r in reports for key, value in (r.token_text or {}).items()} or None,
     )

@@ -115,8 +115,12 @@ def _score_rows(models, tokenizer, pairs, options: dict[str, Any], vocab_size: i
             vocab_size=vocab_size,
             chunk_size=options["chunk_size"],
         )
+        mask = metrics.mask.cpu()
         return [
-            {name: metrics[name][index][metrics.mask[index]].cpu() for name in METRIC_NAMES}
+            {
+                **{name: metrics[name][index][metrics.mask[index]].cpu() for name in METRIC_NAMES},
+                "token_ids": input_ids[index][mask[index]],
+            }
             for index in range(len(rows))
         ]
 
@@ -152,8 +156,9 @@ def analyze_responses(
 
     Prompts are rendered as in `hf_dlp.generation` (strings as they are, chat message lists through the chat
     template) and tokenized apart from the responses, without special tokens. Rows are batched by length to limit
-    padding; the tokenizer's `padding_side` is used, and the report keeps the dataset's order. Every argument is
-    passed by name (positional calls still work until hf_dlp 0.3.0, with a `FutureWarning`).
+    padding; the tokenizer's `padding_side` is used, and the report keeps the dataset's order. The report also records
+    the id of every scored token and the decoded text of each id (`token_ids`, `token_text`), for its token tables and
+    page. Every argument is passed by name (positional calls still work until hf_dlp 0.3.0, with a `FutureWarning`).
 
     Args:
         base_model, rl_model (`PreTrainedModel`): the base and RLVR models.
@@ -203,6 +208,7 @@ def analyze_responses(
         "base_model": getattr(base_model.config, "_name_or_path", ""),
         "rl_model": getattr(rl_model.config, "_name_or_path", ""),
     }
+    token_ids = torch.cat([values["token_ids"] for values in per_row])
     return AnalysisReport(
         token_values={name: torch.cat([values[name] for values in per_row]) for name in METRIC_NAMES},
         token_response=torch.repeat_interleave(torch.arange(len(per_row)), lengths),
@@ -210,6 +216,8 @@ def analyze_responses(
         settings=settings,
         positive_source=positive_source,
         negative_source=negative_source,
+        token_ids=token_ids,
+        token_text={i: tokenizer.decode([i]) for i in torch.unique(token_ids).tolist()},
     )
 
 

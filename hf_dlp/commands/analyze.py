@@ -1,4 +1,5 @@
-"""`hf-dlp analyze`: token-level Δlog p / entropy / KL analysis of a base/RLVR model pair, saved as JSON + PNG."""
+"""`hf-dlp analyze`: token-level Δlog p / entropy / KL analysis of a base/RLVR model pair, saved as JSON, PNG and an
+HTML page (`index.html`, `--no-html` to skip)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from ..loading import DTYPE_NAMES
 from ._options import add_option
 
 NAME = "analyze"
-HELP = "Score responses with a base and an RLVR model: Δlog p, entropy and KL per token, summary and Fig. 1b plots."
+HELP = (
+    "Score responses with a base and an RLVR model: Δlog p, entropy and KL per token, summary, token tables, Fig. 1b "
+    "plots and an HTML page."
+)
 
 SAMPLING_FLAGS = ("max_new_tokens", "temperature", "top_p")
 """Sampling flags; unset ones keep hf_dlp's default sampling (`hf_dlp.generation.DEFAULT_SAMPLING`)."""
@@ -72,6 +76,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_option(parser, "seed", type=int, default=0)
     add_option(parser, "no_plots", action="store_true", help="Write the JSON only.")
+    add_option(
+        parser,
+        "html",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Write index.html, the analysis as one self-contained page: summary, figures, token tables and the "
+        "responses coloured token by token (on by default; --no-html skips it).",
+    )
+    add_option(
+        parser,
+        "page_responses",
+        type=int,
+        default=None,
+        help="Responses shown on the page (default: hf_dlp.analysis.page.DEFAULT_MAX_RESPONSES, 100); all of them "
+        "stay in token_values.pt and analysis.json.",
+    )
+    add_option(
+        parser,
+        "reward_column",
+        default="reward",
+        help="Column of a reward per scored response (correct when above 0); when the data set has it, the page "
+        "can filter by correctness.",
+    )
 
 
 def _load_rows(args: argparse.Namespace):
@@ -140,7 +167,8 @@ def _sample_and_score(args: argparse.Namespace, dataset):
 def run(args: argparse.Namespace) -> int:
     """Run the analysis; under `accelerate launch`/`torchrun` the work is shared and the main process writes and
     prints the report."""
-    from hf_dlp.analysis.report import ALL_METRICS_FILE, FIG1B_FILE, REPORT_FILE
+    from hf_dlp.analysis.page import PAGE_FILE
+    from hf_dlp.analysis.report import ALL_METRICS_FILE, FIG1B_FILE, POSITIONS_FILE, REPORT_FILE
     from hf_dlp.arguments import check_output_dir
     from hf_dlp.distributed import is_main_process
 
@@ -158,11 +186,28 @@ def run(args: argparse.Namespace) -> int:
     report.settings.update(base_model=str(args.base_model), rl_model=str(args.rl_model), dataset=args.dataset)
     if not is_main_process():
         return 0
-    output = report.save(output_dir, plots=not args.no_plots)
+    output = report.save(output_dir, plots=not args.no_plots, html=args.html, **_page_options(args, dataset, report))
     counts = ", ".join(f"{report.sources.count(s)} {s}" for s in report.source_names)
     print(f"Scored {report.num_tokens} tokens in {report.num_responses} responses ({counts}).")
     print(report.format_table())
     print(f"Report: {output / REPORT_FILE}")
     if not args.no_plots:
-        print(f"Plots:  {output / FIG1B_FILE}\n        {output / ALL_METRICS_FILE}")
+        print(f"Plots:  {output / FIG1B_FILE}\n        {output / ALL_METRICS_FILE}\n        {output / POSITIONS_FILE}")
+    if args.html:
+        print(f"Page:   {output / PAGE_FILE}")
     return 0
+
+
+def _page_options(args: argparse.Namespace, dataset, report) -> dict:
+    """The page's options: its response cap, and, when the scored rows are the report's responses, their prompts
+    (plain strings) and rewards (`--reward_column`)."""
+    if not args.html:
+        return {}
+    options = {} if args.page_responses is None else {"max_responses": args.page_responses}
+    if len(dataset) == report.num_responses and (args.response_column or "response") in dataset.column_names:
+        prompts = dataset[args.prompt_column]
+        if all(isinstance(prompt, str) for prompt in prompts):
+            options["prompts"] = prompts
+        if args.reward_column in dataset.column_names:
+            options["rewards"] = [None if r is None else float(r) for r in dataset[args.reward_column]]
+    return options

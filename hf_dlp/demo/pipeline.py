@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..cpu_kernels import cpu_kernels, pin_cpu_kernels
 from ..distributed import default_device, is_main_process
 from .config import DemoConfig
 from .stages import StageRecords, fingerprint
@@ -58,6 +59,20 @@ ANALYSIS_FIELDS = (*_EVAL_DATA_FIELDS, "analysis_prompts", "analysis_samples")
 SWEEP_FIELDS = (*_EVAL_DATA_FIELDS, "sweep_problems", "sweep_samples", "top_p", "block_size")
 
 
+def _log_expected(output: Path, preset: str) -> None:
+    """One terminal line: whether this run reproduced the numbers the README shows for these settings."""
+    from .expected import HEADLINE_FILE, compare_with_expected, load_expected
+
+    comparison = compare_with_expected(json.loads((output / HEADLINE_FILE).read_text()), load_expected(preset))
+    if comparison is not None:
+        logger.info(
+            "The README's numbers: %s (%d of %d the same; see report.md)",
+            "reproduced" if comparison.agree else "NOT reproduced",
+            comparison.num_agree,
+            len(comparison.rows),
+        )
+
+
 def _device() -> str:
     return str(default_device())  # this process's own GPU under a launcher
 
@@ -82,6 +97,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_kernels": cpu_kernels(),
         "packages": versions,
     }
 
@@ -174,14 +190,16 @@ def _evaluate_all(models: dict[str, Any], tokenizer, dataset, config: DemoConfig
     return results
 
 
-def _analysis(base_model, rl_model, tokenizer, prompts, config: DemoConfig, folder: Path) -> dict[str, Any]:
+def _analysis(base_model, rl_model, tokenizer, rows, config: DemoConfig, folder: Path) -> dict[str, Any]:
+    """Fig. 1b on `rows` (the first evaluation problems), with the token tables and the HTML page."""
     from ..analysis import analyze_responses, generate_responses
+    from ..rewards import accuracy_reward
 
     responses = generate_responses(
         base_model=base_model,
         rl_model=rl_model,
         tokenizer=tokenizer,
-        prompts=prompts,
+        prompts=rows["prompt"],
         num_samples=config.analysis_samples,
         seed=config.seed,
         batch_size=config.eval_batch_size,
@@ -189,9 +207,42 @@ def _analysis(base_model, rl_model, tokenizer, prompts, config: DemoConfig, fold
         progress=False,
     )
     report = analyze_responses(base_model=base_model, rl_model=rl_model, tokenizer=tokenizer, dataset=responses)
+    # Correct or not, per response: the page's correctness filter.
+    answers = [rows["answer"][index] for index in responses["prompt_index"]]
+    rewards = accuracy_reward(list(responses["response"]), answer=answers)
+    prompts = [_prompt_text(prompt) for prompt in responses["prompt"]]
     if is_main_process():
-        report.save(folder)
-    return {"summary": report.summary(), "separation": report.separation(), "table": report.format_table()}
+        report.save(folder, html=True, rewards=rewards, prompts=prompts)
+    return {
+        "summary": report.summary(),
+        "separation": report.separation(),
+        "token_tables": report.token_table(),
+        "table": report.format_table(tokens=False),
+        "rewards": rewards,
+        "prompts": prompts,
+    }
+
+
+def _prompt_text(prompt: Any) -> str:
+    """What the page shows above a response: the prompt, or a chat prompt's last message."""
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        return str(prompt[-1].get("content", ""))
+    return str(prompt)
+
+
+def _analysis_page(output: Path, results: dict[str, Any]) -> None:
+    """Write the analysis page again, now with the responses the replacement sweep changed and its swaps marked."""
+    from ..analysis import AnalysisReport, write_analysis_page
+    from ..sweeps import replaced_responses
+
+    analysis = results["analysis"]
+    write_analysis_page(
+        AnalysisReport.load(output / "analysis"),
+        output / "analysis",
+        rewards=analysis["rewards"],
+        prompts=analysis["prompts"],
+        replaced=replaced_responses(results["replacement"]),
+    )
 
 
 def _sweeps(stages: _Stages, base_model, rl_model, tokenizer, dataset, output: Path) -> dict[str, Any]:
@@ -217,6 +268,7 @@ def _sweeps(stages: _Stages, base_model, rl_model, tokenizer, dataset, output: P
         lambda: replacement_sweep(
             selections=tuple(config.replacement_taus),
             taus=config.replacement_taus,
+            record_swaps=True,
             output_dir=output / "replacement",
             **common,
         ).to_dict(),
@@ -312,6 +364,10 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     from .curves import plot_training_curves
     from .report import write_report
 
+    if _device() == "cpu":
+        # Before any torch operation: the same kernels, and so the README's numbers, on any x86-64 CPU with AVX2.
+        if not pin_cpu_kernels():
+            logger.warning(f"CPU kernels not pinned ({cpu_kernels()}); numbers may differ from the README's.")
     output = Path(config.output_dir)
     run_inputs = {**{k: v for k, v in config.to_dict().items() if k != "output_dir"}, "hf_dlp_version": __version__}
     stages = _Stages(StageRecords(output, run_inputs, overwrite=overwrite), config)
@@ -353,15 +409,17 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
         stages.inputs(EVAL_FIELDS, *upstream),
         lambda: _evaluate_all(models, tokenizer, eval_dataset, config),
     )
-    prompts = eval_dataset.select(range(min(config.analysis_prompts, len(eval_dataset))))["prompt"]
+    rows = eval_dataset.select(range(min(config.analysis_prompts, len(eval_dataset))))
     results["analysis"] = stages.run(
         "4. analysis",
         stages.inputs(ANALYSIS_FIELDS, "train/none"),
-        lambda: _analysis(base_model, rl_model, tokenizer, prompts, config, output / "analysis"),
+        lambda: _analysis(base_model, rl_model, tokenizer, rows, config, output / "analysis"),
         files=(output / "analysis",),
     )
     sweep_dataset = eval_dataset.select(range(min(config.sweep_problems, len(eval_dataset))))
     results.update(_sweeps(stages, base_model, rl_model, tokenizer, sweep_dataset, output))
+    if is_main_process():
+        _analysis_page(output, results)
 
     results["stage_seconds"] = stages.seconds
     results["reused_stages"] = stages.reused
@@ -370,5 +428,6 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
         (output / "results.json").write_text(json.dumps(results, indent=2, default=str))
         path = write_report(results, output)
         logger.info("Report: %s", path)
+        _log_expected(output, config.preset)
     stages.records.finish_run()
     return results

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
+
+from ..sweeps import format_swaps_table
+from .expected import DECIMALS, HEADLINE_FILE, compare_with_expected, headline_record, load_expected
 
 # The paper's numbers (../shared/paper.md; Table 2, Fig. 1c, Fig. 4). Models are 7B-32B; ours are ~100k parameters.
 PAPER_TABLE2 = [  # Qwen2.5-Math-7B, AIME24 Avg@32 and average Pass@16 over AIME24/AIME25/AMC
@@ -182,6 +186,8 @@ def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
     text = (
         "## 4. Identify: which metric tells RL-written from base-written text (Fig. 1b)\n\n"
         "![Fig. 1b](analysis/fig1b_histograms.png)\n\n"
+        "Token by token, with the tokens RLVR changed most and a τ slider: the [analysis page](analysis/index.html) "
+        "(Δlog p along the response: `analysis/delta_logp_positions.png`).\n\n"
         + _table(
             [
                 "metric",
@@ -203,6 +209,19 @@ def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
         else "no"
     }
     return text, verdict
+
+
+def _swaps_text(sweep: dict[str, Any]) -> str:
+    """The most frequent (base → RL) token swaps of the Δlog p rule: what the tokens that recover the RL model are."""
+    table = format_swaps_table({"rows": [row for row in sweep["rows"] if row["selection"] == "delta_logp"]}, limit=3)
+    if not table:
+        return ""
+    return (
+        "\nMost frequent swaps at the Δlog p-selected positions (base token → the RL model's token, each τ; every rule's "
+        "are in `replacement/replacement_sweep.json` and on the [analysis page](analysis/index.html)):\n\n"
+        + table
+        + "\n"
+    )
 
 
 def _replacement_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -233,6 +252,7 @@ def _replacement_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
         + "\n\nBest accuracy gained per percent of tokens replaced: "
         + ", ".join(f"{METRIC_LABELS.get(k, k)} {v * 100:+.2f} pts" for k, v in gain.items())
         + f".\n\nThe paper: {PAPER_FIG1C}.\n"
+        + _swaps_text(sweep)
     )
     others = [k for k in gain if k != "delta_logp"]
     fewest = "delta_logp" in gain and all(gain["delta_logp"] >= gain[k] for k in others)
@@ -316,6 +336,14 @@ def _summary(results: dict[str, Any], verdicts: dict[str, str]) -> str:
     return text
 
 
+def _kernels_text(environment: dict[str, Any]) -> str:
+    kernels = environment.get("cpu_kernels")
+    if not kernels:
+        return ""
+    state = "pinned" if kernels["pinned"] else "not pinned"
+    return f", CPU kernels: ATen {kernels['aten']}, MKL_CBWR {kernels['mkl_cbwr']} ({state}, `hf_dlp.cpu_kernels`)"
+
+
 def _environment_section(results: dict[str, Any]) -> str:
     environment = results.get("environment")
     if not environment:
@@ -323,10 +351,50 @@ def _environment_section(results: dict[str, Any]) -> str:
     rows = [[name, f"`{version}`"] for name, version in environment["packages"].items()]
     return (
         f"## Environment\n\nPython {environment['python']}, {environment['platform']}, {environment['cpu_count']} "
-        f"CPUs, torch threads: {environment['torch_threads']}. Numbers depend on these versions and the thread "
-        "count; `make demo` installs the pinned ones (`constraints.txt`).\n\n"
+        f"CPUs, torch threads: {environment['torch_threads']}{_kernels_text(environment)}. Numbers depend on these "
+        "versions and the CPU kernels; `make demo` installs the pinned versions (`constraints.txt`).\n\n"
         + _table(["package", "version"], rows)
         + "\n"
+    )
+
+
+def _environment_difference(expected: dict[str, Any], got: dict[str, Any]) -> str:
+    """What differs between the environment of the README's numbers and this run's: the kernels, the packages."""
+    differences = []
+    kernels = (expected.get("cpu_kernels") or {}).get("aten"), (got.get("cpu_kernels") or {}).get("aten")
+    if kernels[0] != kernels[1]:
+        differences.append(f"CPU kernels {kernels[0]} there, {kernels[1]} here (`hf_dlp.cpu_kernels`)")
+    for package, version in (expected.get("packages") or {}).items():
+        if (got.get("packages") or {}).get(package) != version:
+            differences.append(f"{package} {version} there, {got['packages'].get(package)} here")
+    if not differences:
+        return " (same CPU kernels and package versions)"
+    return " (differences that can change the numbers: " + "; ".join(differences) + ")"
+
+
+def _expected_section(record: dict[str, Any], preset: str) -> str:
+    """The run's headline numbers beside the README's (`hf_dlp.demo.expected`), or why there are none to compare."""
+    comparison = compare_with_expected(record, load_expected(preset))
+    if comparison is None:
+        return (
+            "## The README's numbers\n\nNo shipped numbers for these settings (the README's are for `hf-dlp demo` "
+            f"with the `{preset}` preset's defaults); this run's are in `{HEADLINE_FILE}`.\n"
+        )
+    where = _environment_difference(comparison.environment, record.get("environment") or {})
+    verdict = "agree" if comparison.agree else "**differ**"
+    rows = sorted(comparison.rows, key=lambda row: row[3])  # the differences first
+
+    def show(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    table = _table(
+        ["number", "README", "this run", "same"],
+        [[name, show(expected), show(got), "yes" if same else "**no**"] for name, expected, got, same in rows],
+    )
+    return (
+        f"## The README's numbers\n\nThis run and the README {verdict}: {comparison.num_agree} of "
+        f"{len(comparison.rows)} numbers are the same to {DECIMALS} decimals{where}.\n\n"
+        f"<details><summary>every number, the differences first</summary>\n\n{table}\n\n</details>\n"
     )
 
 
@@ -339,6 +407,8 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         text, verdict = build(results)
         sections.append(text)
         verdicts.update(verdict)
+    record = headline_record(results, verdicts)
+    (output_dir / HEADLINE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     stage_rows = [[name, f"{seconds:.1f}"] for name, seconds in results["stage_seconds"].items()]
     stage_rows.append(["total", f"{sum(results['stage_seconds'].values()):.1f}"])
     settings_rows = [[key, f"`{value}`"] for key, value in config.items()]
@@ -362,6 +432,7 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         "## 1-2. Base model and RLVR training (DAPO recipe: ±1 reward, clip 0.2/0.28, token-level loss, no KL)\n\n"
         + training,
         *sections,
+        _expected_section(record, config.get("preset", "toy")),
         "## Stage times (wall clock, seconds)\n\n" + _table(["stage", "seconds"], stage_rows) + "\n",
         _environment_section(results),
         "## Settings\n\n" + _table(["setting", "value"], settings_rows) + "\n",

@@ -57,6 +57,10 @@ PRIVATE_PIECES: dict[str, tuple[tuple[str, ...], str]] = {
         ("outputs", "model_kwargs"),
         "extends the generator's mask, position ids and cache after each drafted token, as `_sample` does",
     ),
+    "_valid_auto_compile_criteria": (
+        ("model_kwargs", "generation_config"),
+        "decides, as `_sample` does, whether the block-verified loop compiles the generator's decode step",
+    ),
 }
 
 # Source fragments whose order or presence the mirrored behaviour depends on.

@@ -21,6 +21,7 @@ _EXPORTED_MODULES = (
     _HERE / "config.py",
     _HERE / "compatibility.py",
     _HERE / "selection.py",
+    _HERE / "swaps.py",
     _HERE / "scorers.py",
     _HERE / "decoding.py",
     _HERE / "processor.py",

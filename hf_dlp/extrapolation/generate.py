@@ -72,6 +72,7 @@ def generate_with_extrapolation(
     return_stats: bool = False,
     one_forward: bool = False,
     generation_config: GenerationConfig | None = None,
+    record_swaps: bool = False,
     **kwargs: Any,
 ):
     """Run `model.generate` with base-guided selective extrapolation; return what `generate` returns.
@@ -103,6 +104,8 @@ def generate_with_extrapolation(
             Until hf_dlp 0.3.0 a `top_k=` keyword is still the candidate set (`candidate_top_k`), with a
             `FutureWarning`; for `generate`'s own top-k sampling pass `generation_config=GenerationConfig(top_k=...)`.
             From 0.3.0 `top_k=` is `generate`'s.
+        record_swaps (`bool`, defaults to `False`): keep, for each re-drawn position, the generator's candidate, the
+            chosen token and their Δlog p in the stats (`ExtrapolationStats.swaps`; selective rules only).
 
     Returns:
         What `generate` returns, or `(output, ExtrapolationStats)` when `return_stats=True`.
@@ -137,6 +140,7 @@ def generate_with_extrapolation(
         attention_mask=attention_mask,
         generation_config=generation_config,
         valid_vocab_size=valid_vocab_size,
+        record_swaps=record_swaps,
         **kwargs,
     )
     return (output, processor.stats()) if return_stats else output

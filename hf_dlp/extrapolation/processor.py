@@ -38,6 +38,7 @@ from .decoding import (
 )
 from .scorers import OtherModelScorer, as_scorer
 from .selection import dense_log_probs, redraw_log_probs, select_positions, step_log_probs
+from .swaps import Swap, SwapLog, check_record_swaps
 
 # hf_dlp-export: strip-end
 
@@ -59,7 +60,14 @@ class ExtrapolationStats:
         drafted_tokens (`int`): block path: tokens the generator drafted, summed over the unfinished rows.
         accepted_tokens (`int`): block path: drafted tokens kept as drafted (neither re-drawn nor discarded).
         num_blocks (`int`): block path: verification blocks (one forward of the other model each).
-        block_tokens (`int`): block path: tokens each row advanced, summed over the blocks.
+        block_tokens (`int`): block path: tokens the rows advanced, summed over the blocks and the rows unfinished at
+            each block's start.
+        row_blocks (`int`): block path: rows unfinished at each block's start, summed over the blocks (0: count
+            `num_blocks`).
+        fell_back (`bool`): block path, `block_size="auto"`: blocks did not pay, and the rest of the call ran one
+            token per step.
+        swaps (`list[list[Swap]]`, *optional*): with `record_swaps=True`, per sequence the positions re-drawn, each
+            with the candidate token, the chosen token and their Δlog p.
 
     Examples:
 
@@ -79,6 +87,9 @@ class ExtrapolationStats:
     accepted_tokens: int = 0
     num_blocks: int = 0
     block_tokens: int = 0
+    swaps: list[list[Swap]] | None = None
+    row_blocks: int = 0
+    fell_back: bool = False
 
     @property
     def replacement_ratio(self) -> float:
@@ -98,7 +109,8 @@ class ExtrapolationStats:
     @property
     def mean_accepted_block_length(self) -> float:
         """Tokens a row advances per verification block (the re-drawn token included; block path)."""
-        return self.block_tokens / self.num_blocks if self.num_blocks else 0.0
+        rows = self.row_blocks or self.num_blocks
+        return self.block_tokens / rows if rows else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,8 +123,11 @@ class ExtrapolationStats:
             "accepted_tokens": self.accepted_tokens,
             "num_blocks": self.num_blocks,
             "block_tokens": self.block_tokens,
+            "row_blocks": self.row_blocks,
+            "fell_back": self.fell_back,
             "acceptance_rate": self.acceptance_rate,
             "mean_accepted_block_length": self.mean_accepted_block_length,
+            **({} if self.swaps is None else {"swaps": [[list(swap) for swap in row] for row in self.swaps]}),
         }
 
 
@@ -234,6 +249,8 @@ class ExtrapolationLogitsProcessor(LogitsProcessor):
             `num_return_sequences`); `generate_with_extrapolation` passes the resolved one. Defaults to greedy.
         valid_vocab_size (`int`, *optional*): number of real tokens (e.g. `len(tokenizer)`); required when the two
             output layers differ in width.
+        record_swaps (`bool`, *optional*, defaults to `False`): keep every re-drawn position (`stats().swaps`);
+            selective rules only.
 
     Examples:
 
@@ -260,10 +277,12 @@ class ExtrapolationLogitsProcessor(LogitsProcessor):
         prompt_attention_mask: torch.Tensor | None = None,
         generation_config: GenerationConfig | None = None,
         valid_vocab_size: int | None = None,
+        record_swaps: bool = False,
         **overrides: Any,
     ):
         check_transformers_compatibility()
         self.config = _settings(config, overrides, "ExtrapolationLogitsProcessor")
+        self.record_swaps = check_record_swaps(record_swaps, self.config)
         self.scorer, self.generator_role = other_side_scorer(base_model, rl_model, self.config)
         if self.config.block_size is not None:
             warnings.warn(
@@ -304,13 +323,19 @@ class ExtrapolationLogitsProcessor(LogitsProcessor):
         self._random = None
         self._eos = None
         self._forwards = 0
+        self._swaps = SwapLog() if self.record_swaps else None
 
     def stats(self) -> ExtrapolationStats:
         """Selection counts of the last `generate` call, one entry per returned sequence."""
         if self._num_selected is None:
             raise RuntimeError("No statistics yet: pass the processor to `generate` first.")
+        swaps = None if self._swaps is None else self._swaps.per_sequence(self._num_selected.shape[0])
         return ExtrapolationStats(
-            self._num_selected.tolist(), self._num_generated.tolist(), self.other_tokens, other_forwards=self._forwards
+            self._num_selected.tolist(),
+            self._num_generated.tolist(),
+            self.other_tokens,
+            other_forwards=self._forwards,
+            swaps=swaps,
         )
 
     @property
@@ -422,6 +447,8 @@ class ExtrapolationLogitsProcessor(LogitsProcessor):
             chosen = torch.where(selected, self._draw(input_ids, full, self._random), candidate)
             result = torch.full_like(full, float("-inf")).scatter(-1, chosen[:, None], 0.0)
         active = ~self._finished
+        if self._swaps is not None:  # selective rules only (`check_record_swaps`)
+            self._swaps.add(self._forwards - 1, active & selected, candidate, chosen, step.log_rl, step.log_base)
         self._num_generated += active.long()
         self._num_selected += (active & selected).long()
         self._previous_ids = input_ids

@@ -11,6 +11,7 @@ they are computed is a strategy (`OtherModelScorer`):
 A scorer follows a left-padded batch: `prefill(input_ids, attention_mask)` starts it from the prompts, `extend(tokens)`
 feeds `k >= 1` new tokens per row in one forward and returns the logits after each of them, and `crop(length)` rewinds
 it (with `DynamicCache.crop`), so a block verifier can score k proposed tokens at once and drop the rejected ones.
+The cached and naive scorers also take `hide(hidden)`: some rows' last tokens masked out (ragged block rows).
 Position ids follow `generate`'s rule: `cumsum(mask) - 1`, padding at 0.
 """
 
@@ -82,6 +83,11 @@ class _PaddedPrefix:
 
     def crop(self, length: int) -> None:
         self.mask = self.mask[:, :length]
+
+    def hide(self, hidden: torch.Tensor) -> None:
+        """Mask out the last `hidden.shape[1]` tokens where `hidden` (`(batch, k)` booleans) is set."""
+        if hidden.shape[1]:
+            self.mask = torch.cat([self.mask[:, : -hidden.shape[1]], self.mask[:, -hidden.shape[1] :] * ~hidden], -1)
 
 
 @torch.inference_mode()
@@ -161,6 +167,14 @@ class CachedModelScorer:
             self._cache.crop(length - self.length)  # transformers 5.24: a negative count of tokens to remove
             self._prefix.crop(length)
 
+    def hide(self, hidden: torch.Tensor) -> None:
+        """Make the last `hidden.shape[1]` tokens invisible where `hidden` (`(batch, k)` booleans) is set.
+
+        Their cache entries stay but are masked out, and later position ids skip them: a block verifier with ragged
+        rows drops one row's rejected drafts this way while another row keeps its drafts at the same slots.
+        """
+        self._prefix.hide(hidden.to(self._prefix.mask.device))
+
 
 class NaiveRecomputeScorer:
     """The other model re-run on the whole prefix at every step, without a cache: the quadratic baseline.
@@ -207,6 +221,12 @@ class NaiveRecomputeScorer:
     def crop(self, length: int) -> None:
         if self._ids is not None:
             self._ids, self._mask = self._ids[:, :length], self._mask[:, :length]
+
+    def hide(self, hidden: torch.Tensor) -> None:
+        """Mask out the last `hidden.shape[1]` tokens where `hidden` is set (see `CachedModelScorer.hide`)."""
+        if hidden.shape[1]:
+            keep = ~hidden.to(self._mask.device)
+            self._mask = torch.cat([self._mask[:, : -hidden.shape[1]], self._mask[:, -hidden.shape[1] :] * keep], -1)
 
     def _recompute(self, num_logits: int) -> torch.Tensor:
         logits, _ = _run(self.model, self._ids, self._mask, _positions(self._mask), None, num_logits)

@@ -2,13 +2,15 @@
 
 `replacement_sweep` (paper Fig. 1c) and `extrapolation_sweep` (Fig. 4) evaluate `hf_dlp.extrapolation` with
 `hf_dlp.evaluation.evaluate_model` over a grid and return a `SweepResult` (JSON and PNG); with an `output_dir` each
-finished cell is stored as it finishes, so an interrupted sweep resumes (`hf_dlp.sweeps.cells`). Moved here from
+finished cell is stored as it finishes, so an interrupted sweep resumes (`hf_dlp.sweeps.cells`).
+`replacement_sweep(..., record_swaps=True)` also keeps what the replacement swapped (`hf_dlp.sweeps.swaps`). Moved here from
 `hf_dlp.extrapolation` in hf_dlp 0.2; the old import location works until 0.3.0, with a `FutureWarning`.
 """
 
 from .cells import CellStore
 from .plots import plot_extrapolation_sweep, plot_replacement_sweep
 from .result import SWEEP_KINDS, SweepResult
+from .swaps import format_swaps_table, replaced_responses, top_swaps
 from .sweep import DEFAULT_TAUS, SELECTIVE_RULES, extrapolation_sweep, replacement_sweep
 
 __all__ = [
@@ -18,7 +20,10 @@ __all__ = [
     "CellStore",
     "SweepResult",
     "extrapolation_sweep",
+    "format_swaps_table",
     "plot_extrapolation_sweep",
     "plot_replacement_sweep",
+    "replaced_responses",
     "replacement_sweep",
+    "top_swaps",
 ]

@@ -34,6 +34,7 @@ from ..model_pair import check_pair_devices
 from ..rewards import RewardFunction, accuracy_reward
 from .cells import CellStore, dataset_identity, model_identity
 from .result import SweepKind, SweepResult
+from .swaps import SwapCollector
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -54,11 +55,13 @@ SELECTIVE_RULES: tuple[str, ...] = tuple(rule for rule in SELECTION_RULES if rul
 
 
 class _StatsRecorder:
-    """A `generate_fn` for `evaluate_model` that extrapolates and sums the selection counts over batches."""
+    """A `generate_fn` for `evaluate_model` that extrapolates and sums the selection counts over batches (and, with
+    `record_swaps`, collects what each selected position swapped)."""
 
-    def __init__(self, model, other: dict[str, Any], config: ExtrapolationConfig, tokenizer):
+    def __init__(self, model, other: dict[str, Any], config: ExtrapolationConfig, tokenizer, record_swaps=False):
         self.model, self.other, self.config, self.tokenizer = model, other, config, tokenizer
         self.selected = self.generated = 0
+        self.swaps = SwapCollector(tokenizer) if record_swaps else None
 
     def __call__(self, **generate_kwargs):
         output, stats = generate_with_extrapolation(
@@ -67,10 +70,13 @@ class _StatsRecorder:
             config=self.config,
             tokenizer=self.tokenizer,
             return_stats=True,
+            record_swaps=self.swaps is not None,
             **generate_kwargs,
         )
         self.selected += sum(stats.num_selected)
         self.generated += sum(stats.num_generated)
+        if self.swaps is not None:
+            self.swaps.add(output, generate_kwargs["input_ids"].shape[1], stats)
         return output
 
     @property
@@ -130,6 +136,7 @@ def _sweep(
     evaluation: dict[str, Any],
     progress: bool,
     output_dir: Path | None,
+    record_swaps: bool = False,
 ) -> SweepResult:
     """Evaluate every grid point, then the two models alone; save JSON and PNG into `output_dir` when given.
 
@@ -143,17 +150,22 @@ def _sweep(
     else:
         model, other = models["base"], {"rl_model": models["rl"]}
     settings = _sweep_settings(kind, models, generator, grid, dataset, evaluation)
+    if record_swaps:  # only then, so that cells stored before swaps were recorded are still reused
+        settings["record_swaps"] = True
     store = CellStore(output_dir, settings)
 
     def grid_cell(config: ExtrapolationConfig) -> dict[str, Any]:
-        recorder = _StatsRecorder(model, other, config, tokenizer)
+        recorder = _StatsRecorder(model, other, config, tokenizer, record_swaps)
         result = evaluate_model(model, tokenizer, dataset, generate_fn=recorder, progress=False, **evaluation)
-        return {
+        row = {
             **config.processor_kwargs(),
             "avg_at_k": result.avg_at_k,
             "pass_at_k": {str(k): v for k, v in result.pass_at_k.items()},
             "replacement_ratio": recorder.ratio,
         }
+        if recorder.swaps is not None:
+            row["swaps"] = recorder.swaps.summary()
+        return row
 
     def reference(name: str) -> float:
         return evaluate_model(models[name], tokenizer, dataset, progress=False, **evaluation).avg_at_k
@@ -228,6 +240,7 @@ def replacement_sweep(
     progress: bool = True,
     output_dir: str | Path | None = None,
     generation_config: GenerationConfig | None = None,
+    record_swaps: bool = False,
     **kwargs: Any,
 ) -> SweepResult:
     """Accuracy against replacement ratio for each selection rule over a τ grid (paper Fig. 1c).
@@ -248,6 +261,9 @@ def replacement_sweep(
             same settings reuses the finished cells and computes only the rest (`hf_dlp.sweeps.cells`).
         generation_config (`GenerationConfig`, *optional*), kwargs: the sampling, by default
             `hf_dlp.generation.default_generation_config()`; `max_new_tokens=`, `temperature=`, ... override it.
+        record_swaps (`bool`, *optional*, defaults to `False`): record, at every selected position, the base token,
+            the RL token and their Δlog p; each row then holds `swaps`, the most frequent (base → RL) swaps and a few
+            replaced responses (`hf_dlp.sweeps.swaps`; `format_swaps_table`, `replaced_responses`).
 
     Examples:
 
@@ -258,8 +274,14 @@ def replacement_sweep(
     ...                            taus={"random": [0.0, 1.0]}, num_samples=1, max_new_tokens=3, progress=False)
     >>> [(row["tau"], row["replacement_ratio"]) for row in result.rows], sorted(result.references)
     ([(0.0, 0.0), (1.0, 1.0)], ['base', 'rl'])
+    >>> swapped = replacement_sweep(base_model=base, rl_model=rl, tokenizer=tok, dataset=data, selections=["random"],
+    ...     taus={"random": [1.0]}, num_samples=1, max_new_tokens=3, progress=False, record_swaps=True)
+    >>> swapped.rows[0]["swaps"]["num_selected"], sorted(swapped.rows[0]["swaps"])
+    (6, ['examples', 'num_changed', 'num_selected', 'top'])
     """
     output = _check_inputs(dataset, num_samples, output_dir)
+    if not isinstance(record_swaps, bool):
+        raise TypeError(f"`record_swaps` must be True or False, got {record_swaps!r}.")
     overrides = pop_overrides(kwargs, where="replacement_sweep")
     _refuse_swept(overrides, {"selection": "selections", "tau": "taus"}, "replacement_sweep")
     settings = resolve_config(config, overrides, default=ExtrapolationConfig(gamma=0.0))
@@ -268,7 +290,7 @@ def replacement_sweep(
     grid = _replacement_grid(settings, selections, taus)
     evaluation = _evaluation(generation_config, kwargs, reward_fn, num_samples, batch_size, seed)
     models = {"base": base_model, "rl": rl_model}
-    return _sweep("replacement", models, "base", grid, tokenizer, dataset, evaluation, progress, output)
+    return _sweep("replacement", models, "base", grid, tokenizer, dataset, evaluation, progress, output, record_swaps)
 
 
 @keyword_only_models("rl_model", "base_model", "tokenizer", "dataset")

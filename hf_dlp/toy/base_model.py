@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
+from ..cpu_kernels import cpu_kernels
 from ..model_specs import default_cache_dir
 from .models import build_tiny_causal_lm
 from .settings import BaseModelSettings
@@ -79,7 +80,9 @@ def train_toy_base_model(
     warmup = max(1, settings.max_steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda step: min((step + 1) / warmup, max(0.0, (settings.max_steps - step) / (settings.max_steps - warmup))),
+        lambda step: min(
+            (step + 1) / warmup, max(0.0, (settings.max_steps - step) / max(1, settings.max_steps - warmup))
+        ),
     )
     model.train()
     bar = tqdm(range(settings.max_steps), desc="toy base model (SFT)", disable=not progress)
@@ -99,6 +102,12 @@ def train_toy_base_model(
     return model.eval(), tokenizer
 
 
+def _kernel_tag() -> str:
+    """`avx2-mklavx2` for the pinned kernels, `avx512` for ATen's AVX-512 ones and MKL's own choice, and so on."""
+    kernels = cpu_kernels()
+    return kernels["aten"].lower() + (f"-mkl{kernels['mkl_cbwr'].lower()}" if kernels["mkl_cbwr"] else "")
+
+
 def make_toy_base_model(
     settings: BaseModelSettings | None = None,
     *,
@@ -107,6 +116,9 @@ def make_toy_base_model(
     progress: bool = True,
 ) -> Path:
     """Make (or reuse from cache) the toy base model and return the folder it is saved in.
+
+    The cache folder is named by the settings and by the CPU kernels in effect (`hf_dlp.cpu_kernels`): a model trained
+    with other kernels differs in its last bits, and so do the numbers of everything trained from it.
 
     The folder holds the model, its tokenizer and `hf_dlp_base_model.json` (the settings); load it with
     `AutoModelForCausalLM.from_pretrained(path)` and `load_char_tokenizer(path)`, or `load_toy_base_model(path)`.
@@ -129,7 +141,7 @@ def make_toy_base_model(
     """
     settings = settings if settings is not None else BaseModelSettings()
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = root / "toy_base" / settings.cache_key()
+    path = root / "toy_base" / f"{settings.cache_key()}-{_kernel_tag()}"
     if (path / SETTINGS_FILE).exists() and not force:
         return path
     model, tokenizer = train_toy_base_model(settings, progress=progress)

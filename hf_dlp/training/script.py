@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..arguments import check_choice, check_number, check_output_dir, check_sequence
 from ..toy.task import TASK_LEVELS, TaskLevel
+from .config import check_enough_prompts
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -242,33 +243,6 @@ def load_train_dataset(script_args: TrainScriptArguments, seed: int = 0) -> Data
         return {"prompt": prompt, "answer": str(_nested(row, script_args.answer_column))}
 
     return dataset.map(convert)
-
-
-def check_enough_prompts(dataset: Dataset, training_args: ReweightedGRPOConfig) -> None:
-    """Refuse a training set that cannot fill one generation batch (TRL would train 0 steps and exit quietly).
-
-    Examples:
-
-    >>> from types import SimpleNamespace
-    >>> args = SimpleNamespace(generation_batch_size=16, num_generations=4, max_steps=-1, num_train_epochs=1)
-    >>> check_enough_prompts(list(range(3)), args)
-    Traceback (most recent call last):
-    ...
-    ValueError: The training set has 3 prompts, but one generation batch takes 4 (generation_batch_size 16 / num_generations 4): training would take 0 steps. Add rows, or lower `per_device_train_batch_size` or `steps_per_generation`.
-    """
-    needed = training_args.generation_batch_size // training_args.num_generations
-    if len(dataset) < needed:
-        raise ValueError(
-            f"The training set has {len(dataset)} prompts, but one generation batch takes {needed} "
-            f"(generation_batch_size {training_args.generation_batch_size} / num_generations "
-            f"{training_args.num_generations}): training would take 0 steps. Add rows, or lower "
-            "`per_device_train_batch_size` or `steps_per_generation`."
-        )
-    if training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
-        raise ValueError(
-            f"`max_steps` ({training_args.max_steps}) and `num_train_epochs` ({training_args.num_train_epochs}) "
-            "leave nothing to train; set one of them to a positive value."
-        )
 
 
 def build_reward_funcs(script_args: TrainScriptArguments, max_completion_length: int) -> list:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Sized
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from .batch_signals import RESPONSE_WEIGHTS_KEY, TOKEN_MASK_KEY, GenerationBatchMixin, reference_model_for
-from .config import ReweightedGRPOConfig
+from .config import ReweightedGRPOConfig, check_enough_prompts
 from .dynamic_sampling import DynamicSamplingMixin, groups_with_signal, replace_groups  # noqa: F401 (old import path)
 from .model_card import render_model_card
 from .registry import OFF, TokenWeighting, WeightFunction, get_token_weighting
@@ -214,6 +215,8 @@ class ReweightedGRPOTrainer(DynamicSamplingMixin, GenerationBatchMixin, GRPOTrai
                 f"`weight_fn` must be a callable (old_log_probs, advantages, masks, config), got {weight_fn!r}."
             )
         args = _reweighted_config(model, args)
+        if isinstance(train_dataset, Sized):  # an IterableDataset has no length to check
+            check_enough_prompts(train_dataset, args)  # before any model is loaded: TRL would train 0 steps quietly
         with reference_model_for(args):  # the Δlog p monitor / masks need one even with beta = 0
             super().__init__(
                 model,

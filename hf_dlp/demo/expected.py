@@ -1,0 +1,138 @@
+"""The demo's headline numbers, and the check of a run against the ones the README shows.
+
+Every demo run writes `headline_numbers.json`: its settings, its environment and a flat table of the numbers the
+README quotes (each model's Avg@k and Pass@k, the analysis AUROCs, every sweep cell, the claims' verdicts). The package
+ships that file for the runs the README reports (`hf_dlp/demo/expected/<preset>.json`); when a run has the same
+settings, the report puts the two side by side and says whether they agree. To update the shipped numbers after a
+deliberate change, copy a run's `headline_numbers.json` over the shipped file (`make expected-numbers`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXPECTED_DIR = Path(__file__).resolve().parent / "expected"
+HEADLINE_FILE = "headline_numbers.json"
+DECIMALS = 4
+"""Numbers agree when they are equal after rounding to this many decimals (accuracies are exact fractions; the
+AUROCs come from float32 metric values, whose last bits may differ between CPUs without changing any verdict)."""
+
+
+def _comparable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide the numbers, all but where the output goes, as JSON has them (tuples as lists)."""
+    return json.loads(json.dumps({key: value for key, value in config.items() if key != "output_dir"}, default=str))
+
+
+def headline_numbers(results: dict[str, Any], verdicts: dict[str, str]) -> dict[str, Any]:
+    """The numbers of a demo run the README quotes, as a flat `{name: value}` table.
+
+    Args:
+        results (`dict`): the demo's results (as saved in `results.json`).
+        verdicts (`dict[str, str]`): each claim and whether it held (`"yes"`, `"no"`, `"within noise"`).
+
+    Examples:
+
+    >>> results = {"evaluation": {"base": {"avg_at_k": 0.25, "pass_at_k": {"1": 0.25, "2": 0.5}}}}
+    >>> headline_numbers(results, {"RLVR training improved on the base model": "yes"})
+    {'Avg@k base': 0.25, 'Pass@2 base': 0.5, 'claim: RLVR training improved on the base model': 'yes'}
+    """
+    numbers: dict[str, Any] = {}
+    for name, evaluation in results.get("evaluation", {}).items():
+        numbers[f"Avg@k {name}"] = evaluation["avg_at_k"]
+        k = max(evaluation["pass_at_k"], key=int)
+        numbers[f"Pass@{k} {name}"] = evaluation["pass_at_k"][k]
+    for metric, separation in results.get("analysis", {}).get("separation", {}).items():
+        numbers[f"AUROC (response means) {metric}"] = separation["auroc_response"]
+    sweeps = [("replacement", results["replacement"])] if "replacement" in results else []
+    sweeps += [(f"extrapolation ({gen} generates)", sweep) for gen, sweep in results.get("extrapolation", {}).items()]
+    for label, sweep in sweeps:
+        for reference, value in sweep.get("references", {}).items():
+            numbers[f"{label}: {reference} reference"] = value
+        for row in sweep["rows"]:
+            cell = f"{label}: {row['selection']} τ={row['tau']} γ={row['gamma']}"
+            numbers[f"{cell} Avg@k"] = row["avg_at_k"]
+            numbers[f"{cell} replaced"] = row["replacement_ratio"]
+    numbers.update({f"claim: {claim}": verdict for claim, verdict in verdicts.items()})
+    return numbers
+
+
+def headline_record(results: dict[str, Any], verdicts: dict[str, str]) -> dict[str, Any]:
+    """What `headline_numbers.json` holds: the settings, the environment and the numbers."""
+    return {
+        "hf_dlp_version": results.get("hf_dlp_version"),
+        "config": _comparable_config(results["config"]),
+        "environment": results.get("environment"),
+        "numbers": headline_numbers(results, verdicts),
+    }
+
+
+def load_expected(preset: str) -> dict[str, Any] | None:
+    """The shipped headline record of a preset, or `None` if the package ships none for it."""
+    path = EXPECTED_DIR / f"{preset}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _same(expected: Any, got: Any) -> bool:
+    if isinstance(expected, float | int) and isinstance(got, float | int):
+        return round(float(expected), DECIMALS) == round(float(got), DECIMALS)
+    return expected == got
+
+
+@dataclass
+class ExpectedComparison:
+    """A run's headline numbers beside the shipped ones.
+
+    Args:
+        rows (`list[tuple[str, Any, Any, bool]]`): (name, expected, this run's, agree) for every shipped number.
+        environment (`dict`): the environment the shipped numbers were measured in.
+
+    Examples:
+
+    >>> comparison = ExpectedComparison([("Avg@k base", 0.25, 0.25, True), ("Avg@k none", 0.5, 0.4, False)], {})
+    >>> comparison.num_agree, comparison.agree
+    (1, False)
+    """
+
+    rows: list[tuple[str, Any, Any, bool]]
+    environment: dict[str, Any]
+
+    @property
+    def num_agree(self) -> int:
+        return sum(row[3] for row in self.rows)
+
+    @property
+    def agree(self) -> bool:
+        return self.num_agree == len(self.rows)
+
+
+def compare_with_expected(record: dict[str, Any], expected: dict[str, Any] | None) -> ExpectedComparison | None:
+    """Compare a run's headline record with a shipped one; `None` when there is none or the settings differ.
+
+    Examples:
+
+    >>> shipped = {"config": {"seed": 0}, "environment": {}, "numbers": {"Avg@k base": 0.25}}
+    >>> run = {"config": {"seed": 0}, "numbers": {"Avg@k base": 0.25000001}}
+    >>> compare_with_expected(run, shipped).agree, compare_with_expected({**run, "config": {"seed": 1}}, shipped)
+    (True, None)
+    """
+    if expected is None or expected["config"] != record["config"]:
+        return None
+    rows = [
+        (name, value, record["numbers"].get(name), _same(value, record["numbers"].get(name)))
+        for name, value in expected["numbers"].items()
+    ]
+    return ExpectedComparison(rows, expected.get("environment") or {})
+
+
+__all__ = [
+    "EXPECTED_DIR",
+    "HEADLINE_FILE",
+    "ExpectedComparison",
+    "compare_with_expected",
+    "headline_numbers",
+    "headline_record",
+    "load_expected",
+]
