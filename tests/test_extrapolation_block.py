@@ -487,7 +487,7 @@ def test_ragged_rows_with_processors_that_read_each_rows_ids(pair, tok, monkeypa
 def test_processors_that_cannot_follow_ragged_rows_keep_lockstep(pair, batch, monkeypatch):
     """A processor not known to work row by row is named, and the rows advance in lockstep (still exact)."""
     messages = []
-    monkeypatch.setattr(block_module, "_log_info", messages.append)
+    monkeypatch.setattr(block_module, "log_info", messages.append)
     rl, base = pair
 
     def allowed(batch_id, ids):  # PrefixConstrainedLogitsProcessor: depends on the row's index in the batch

@@ -16,8 +16,8 @@ import torch
 from transformers import AutoModelForCausalLM, GenerationMixin
 
 # hf_dlp-export: strip-begin
-from hf_dlp.extrapolation.block import run_extrapolation
 from hf_dlp.extrapolation.config import CONFIG_NAME, ExtrapolationConfig, pop_overrides
+from hf_dlp.extrapolation.dispatch import run_extrapolation
 
 # hf_dlp-export: strip-end
 

@@ -1,13 +1,11 @@
 """Block-verified (speculative) extrapolation: the other model verifies a block of drafted tokens in one forward.
 
-The generator drafts up to `block_size` tokens with its own KV cache exactly as plain `generate` would (the logits
-processors and warpers `generate` builds, its token selection, the same random numbers). The other model scores the
-drafted positions in one forward (`OtherModelScorer.extend`). The rule of the per-token processor then decides for all
-positions at once, as batched tensors (`hf_dlp.extrapolation.acceptance`), and one host round trip per block reads
-where each row is cut:
+The generator drafts up to `block_size` tokens as plain `generate` would (its processors, token selection and random
+numbers); the other model scores them in one forward (`OtherModelScorer.extend`); the per-token rule decides for all
+positions at once as batched tensors (`acceptance`), and one host round trip per block reads where each row is cut:
 
-- selective rules: the first position where the rule fires for an unfinished row is re-drawn from π_extra exactly as
-  `ExtrapolationLogitsProcessor` re-draws it (candidate set, warpers, the same private random numbers);
+- selective rules: the first position where the rule fires for an unfinished row is re-drawn from π_extra as
+  `ExtrapolationLogitsProcessor` re-draws it (candidates, warpers, the same private random numbers);
 - dense greedy: drafted tokens are kept while they equal argmax π_extra; the first mismatch takes argmax π_extra;
 - dense sampling: speculative sampling (Leviathan et al. 2023, Chen et al. 2023) with the warped π_extra as target
   and the generator's warped distribution as draft.
@@ -21,20 +19,15 @@ known to work row by row (and custom scorers without `hide`) keep the rows in lo
 **Lockstep rows** (sampling): the block ends at the first position where *any* unfinished row re-draws (or rejects);
 the other rows keep their draft there. The global random state advances once per committed token, as in plain
 `generate` (the block start's state is restored and the kept draws replayed), so seeded selective runs give the
-per-token processor's tokens (up to float rounding of the k-token forward).
-
-`BlockExtrapolationDecoder` is a `custom_generate` callable: `generate` prepares the expanded inputs, its logits
-processors and stopping criteria, and calls it.
+per-token processor's tokens (up to float rounding of the k-token forward). Per-call state: `block_rows`.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 # hf_dlp-export: strip-begin
 from .acceptance import (
@@ -47,11 +40,30 @@ from .acceptance import (
     gather_positions,
     selective_fires,
 )
+from .block_rows import (
+    IDS_FREE_PROCESSORS,
+    RAGGED_WHOLE_SHARE,
+    ROW_WISE_PROCESSORS,
+    ROW_WISE_STOPPING,
+    BlockCounts,
+    BlockCut,
+    BlockDraft,
+    BlockMarker,
+    BlockRun,
+    apply_items,
+    decode_step,
+    log_info,
+    positions_at,
+    record_block_swaps,
+    rng_state,
+    set_rng_state,
+    slowest_length,
+    to_host,
+)
 from .compatibility import check_transformers_compatibility
 from .config import ExtrapolationConfig
-from .decoding import check_generation_mode, draw_next_tokens, prepare_generation_config
+from .decoding import draw_next_tokens
 from .processor import (
-    ExtrapolationLogitsProcessor,
     ExtrapolationStats,
     masked_scores,
     other_side_scorer,
@@ -65,210 +77,7 @@ from .swaps import SwapLog, check_record_swaps
 # hf_dlp-export: strip-end
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
-
-# transformers processors (and stopping criteria) that are functions of one row's committed ids and scores, so ragged
-# rows can be processed in groups of equal length. Any other processor keeps the rows in lockstep: e.g.
-# `RepetitionPenaltyLogitsProcessor` (it holds each prompt's padding length by row index) or
-# `PrefixConstrainedLogitsProcessor` (its function takes the row index).
-ROW_WISE_PROCESSORS = frozenset(
-    {
-        "BlockMarker",
-        "EpsilonLogitsWarper",
-        "EtaLogitsWarper",
-        "ExponentialDecayLengthPenalty",
-        "ForcedBOSTokenLogitsProcessor",
-        "ForcedEOSTokenLogitsProcessor",
-        "InfNanRemoveLogitsProcessor",
-        "LogitNormalization",
-        "MinLengthLogitsProcessor",
-        "MinNewTokensLengthLogitsProcessor",
-        "MinPLogitsWarper",
-        "NoBadWordsLogitsProcessor",
-        "NoRepeatNGramLogitsProcessor",
-        "SequenceBiasLogitsProcessor",
-        "SuppressTokensAtBeginLogitsProcessor",
-        "SuppressTokensLogitsProcessor",
-        "TemperatureLogitsWarper",
-        "TopHLogitsWarper",
-        "TopKLogitsWarper",
-        "TopPLogitsWarper",
-        "TypicalLogitsWarper",
-        "WatermarkLogitsProcessor",
-    }
-)
-# With ragged rows some row re-draws in nearly every block; "auto" grows the block while the rows keep this share of it.
-RAGGED_WHOLE_SHARE = 0.75
-ROW_WISE_STOPPING = frozenset({"EosTokenCriteria", "MaxLengthCriteria", "MaxTimeCriteria"})
-# Items that read only each row's last token (rows are right-aligned: one call serves all lengths).
-LAST_TOKEN_ITEMS = frozenset({"EosTokenCriteria"})
-# Warpers that never read the ids: applied to all positions of a block in one call.
-IDS_FREE_PROCESSORS = frozenset(
-    {
-        "BlockMarker",
-        "EpsilonLogitsWarper",
-        "EtaLogitsWarper",
-        "InfNanRemoveLogitsProcessor",
-        "LogitNormalization",
-        "MinPLogitsWarper",
-        "SuppressTokensLogitsProcessor",
-        "TemperatureLogitsWarper",
-        "TopHLogitsWarper",
-        "TopKLogitsWarper",
-        "TopPLogitsWarper",
-        "TypicalLogitsWarper",
-    }
-)
-
-
-def _log_info(message: str) -> None:
-    try:
-        from accelerate import PartialState
-        from accelerate.logging import get_logger
-    except ImportError:  # inside an exported custom_generate without accelerate
-        logging.getLogger(__name__).info(message)
-        return
-    PartialState()  # accelerate's logger needs the state
-    get_logger(__name__).info(message)
-
-
-def to_host(tensor: torch.Tensor) -> list:
-    """The one host-device round trip of a block (`tolist`); tests count its calls."""
-    return tensor.tolist()
-
-
-class BlockMarker(LogitsProcessor):
-    """Marks where the extrapolation sits in `generate`'s processor list: before it the scores the processor would
-    receive, after it the sampling warpers."""
-
-    def __call__(self, input_ids, scores):
-        return scores
-
-
-def _rng_state(device: torch.device) -> torch.Tensor | None:
-    if device.type == "cuda":
-        return torch.cuda.get_rng_state(device)
-    return torch.get_rng_state() if device.type == "cpu" else None
-
-
-def _set_rng_state(device: torch.device, state: torch.Tensor | None) -> None:
-    if state is None:
-        return
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state, device)
-    else:
-        torch.set_rng_state(state)
-
-
-@dataclass
-class _Run:
-    """The state of one call: committed ids, the generator's model kwargs and what both models have seen.
-
-    `ids` holds each row's committed tokens right-aligned (row b: its last `lengths[b]` columns). `slots` counts the
-    cache slots of both models plus the pending one (equal to `ids.shape[1]` in lockstep; larger with holes).
-    """
-
-    model: Any
-    forward: Any
-    ids: torch.LongTensor
-    model_kwargs: dict[str, Any]
-    head: LogitsProcessorList
-    tail: LogitsProcessorList
-    stopping: Any
-    do_sample: bool
-    pad: torch.Tensor | None
-    unfinished: torch.Tensor
-    random: torch.Generator
-    prompt_length: int
-    ragged: bool
-    tail_ids_free: bool
-    lengths: list[int] = field(default_factory=list)
-    active: list[bool] = field(default_factory=list)
-    valid: int = 0
-    gen_pending: Any = None
-    other_pending: torch.Tensor | None = None
-    gen_seen: int = 0
-    slots: int = 0
-    other_forwards: int = 1  # the prefill
-    uniforms: list[torch.Tensor] = field(default_factory=list)  # "random" under greedy: the numbers of each step
-
-    def groups(self) -> list[tuple[int, torch.Tensor | None, list[int] | None]]:
-        """`(length, rows, row list)` of equal committed length; one group (`rows=None`) when all are equal."""
-        if len(set(self.lengths)) == 1:
-            return [(self.lengths[0], None, None)]
-        rows: dict[int, list[int]] = {}
-        for row, length in enumerate(self.lengths):
-            rows.setdefault(length, []).append(row)
-        return [(length, torch.tensor(r, device=self.ids.device), r) for length, r in rows.items()]
-
-
-@dataclass
-class _Draft:
-    """One block of drafts: ids (committed + drafts), per position the processed and warped scores, the unfinished
-    mask before it (plus one after the last), and the groups of rows of equal length."""
-
-    ids: torch.LongTensor
-    start: int
-    groups: list
-    rng: torch.Tensor | None = None
-    scores: list[torch.Tensor] = field(default_factory=list)
-    warped: list[torch.Tensor] = field(default_factory=list)
-    unfinished: list[torch.Tensor] = field(default_factory=list)
-
-    @property
-    def length(self) -> int:
-        return self.ids.shape[1] - self.start
-
-    @property
-    def tokens(self) -> torch.LongTensor:
-        return self.ids[:, self.start :]
-
-
-@dataclass
-class _Cut:
-    """Where each row's block ends: `kept[b]` committed tokens (the last re-drawn where `replaced[b]`)."""
-
-    kept: list[int]
-    maybe_active: list[bool]
-    replaced_any: bool
-    replaced: torch.Tensor
-    kept_tensor: torch.Tensor
-    tokens: torch.Tensor | None = None  # the re-drawn tokens (where `replaced`)
-
-
-def _apply(items, ids: torch.LongTensor, groups, grown: int, scores: torch.Tensor | None) -> torch.Tensor:
-    """Run processors (or stopping criteria, `scores=None`) so that each row sees only its committed ids.
-
-    A row of committed length `length` (`groups`: `(length, rows)`) sees the last `length + grown` columns of `ids`
-    (`grown` drafts appended). With one group the lists run once; otherwise each item runs once on the whole batch
-    when it reads no ids (`IDS_FREE_PROCESSORS`) or only the last token (`EosTokenCriteria`), from the lengths
-    (`MaxLengthCriteria`), or else once per group.
-    """
-    stopping = scores is None
-    if len(items) == 0:
-        return torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device) if stopping else scores
-    end = ids.shape[1]
-    if len(groups) == 1 and groups[0][1] is None:
-        return items(ids[:, end - groups[0][0] - grown : end], scores)
-    result = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device) if stopping else scores
-    for item in items:
-        name = type(item).__name__
-        if name in IDS_FREE_PROCESSORS or name in LAST_TOKEN_ITEMS:
-            out = item(ids, None if stopping else result)
-        elif name == "MaxLengthCriteria":
-            done = [False] * ids.shape[0]
-            for length, _, members in groups:
-                for row in members:
-                    done[row] = length + grown >= item.max_length
-            out = torch.tensor(done, device=ids.device)
-        else:
-            out = None
-            for length, rows, _ in groups:
-                part = item(ids[rows, end - length - grown : end], None if stopping else result[rows])
-                out = part.new_zeros((ids.shape[0], *part.shape[1:])) if out is None else out
-                out[rows] = part
-        result = result | out if stopping else out
-    return result
+    pass
 
 
 class BlockExtrapolationDecoder:
@@ -344,13 +153,15 @@ class BlockExtrapolationDecoder:
         if cache is not None and getattr(cache, "is_compileable", False):  # holes would outgrow its fixed length
             reasons.append(f"the generator's {type(cache).__name__}")
         if reasons:  # sampling aside, a processor or scorer the user may want to know about
-            _log_info(
+            log_info(
                 f"Block-verified extrapolation keeps the rows in lockstep: {', '.join(sorted(set(reasons)))} "
                 "cannot follow ragged rows (each row's own committed tokens)."
             )
         return reasons
 
-    def _start(self, model, input_ids, logits_processor, stopping_criteria, generation_config, model_kwargs) -> _Run:
+    def _start(
+        self, model, input_ids, logits_processor, stopping_criteria, generation_config, model_kwargs
+    ) -> BlockRun:
         if generation_config.return_dict_in_generate:
             raise ValueError(
                 "Block-verified extrapolation returns token ids only; set `return_dict_in_generate=False` or use "
@@ -377,9 +188,9 @@ class BlockExtrapolationDecoder:
         pad = generation_config._pad_token_tensor
         do_sample = bool(generation_config.do_sample)
         batch, length = input_ids.shape
-        run = _Run(
+        run = BlockRun(
             model=model,
-            forward=_decode_step(model, model_kwargs, generation_config),
+            forward=decode_step(model, model_kwargs, generation_config),
             ids=input_ids,
             model_kwargs=model_kwargs,
             head=head,
@@ -405,24 +216,24 @@ class BlockExtrapolationDecoder:
     # --- the loop -------------------------------------------------------------------------------------------------
     def __call__(self, model, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs):
         run = self._start(model, input_ids, logits_processor, stopping_criteria, generation_config, model_kwargs)
-        counts = _Counts.zeros(input_ids.shape[0], input_ids.device)
+        counts = BlockCounts.zeros(input_ids.shape[0], input_ids.device)
         swaps = SwapLog() if self.record_swaps else None
         # batches start shorter: while a block is tried, the rows drift apart, and a fallback pays for the lag
         start = max(2, AUTO_BLOCK_START // input_ids.shape[0])
         schedule = BlockSchedule(self.config.block_size, start=start, judge_first=input_ids.shape[0] > 1)
         max_length = generation_config.max_length
         while True:
-            shortest = _slowest(run, max_length)
+            shortest = slowest_length(run, max_length)
             schedule.start()
             draft = self._draft(run, min(schedule.size, max_length - shortest))
             step = self._step(run, draft, self._score(run, draft))
             cut = self._verify(run, draft, step)
             if swaps is not None and cut.replaced_any:
-                _record_swaps(swaps, run, draft, cut, step)
+                record_block_swaps(swaps, run, draft, cut, step)
             self._commit(run, draft, cut, counts)
             run.active = [a and length < max_length for a, length in zip(cut.maybe_active, run.lengths, strict=True)]
             # the batch finishes with its slowest row: "auto" times blocks by how far that row got
-            advanced = _slowest(run, max_length) - shortest
+            advanced = slowest_length(run, max_length) - shortest
             # ragged rows: a block "pays whole" when the rows kept most of it (some row nearly always re-draws)
             kept = [k for k in cut.kept if k > 0]
             share = sum(kept) / max(len(kept), 1) / draft.length
@@ -436,7 +247,7 @@ class BlockExtrapolationDecoder:
             self._stats.swaps = swaps.per_sequence(input_ids.shape[0])
         return self._output(run, self._stats)
 
-    def _forward(self, run: _Run, ids: torch.LongTensor):
+    def _forward(self, run: BlockRun, ids: torch.LongTensor):
         model = run.model
         inputs = model.prepare_inputs_for_generation(ids, next_sequence_length=1, **run.model_kwargs)
         outputs = run.forward(**inputs, return_dict=True)
@@ -444,31 +255,31 @@ class BlockExtrapolationDecoder:
         run.gen_seen += 1
         return outputs
 
-    def _draft(self, run: _Run, size: int) -> _Draft:
+    def _draft(self, run: BlockRun, size: int) -> BlockDraft:
         """Draft `size` tokens as `GenerationMixin._sample` would (processors, warpers, draw, pads, stops)."""
         groups = run.groups()
         selective_sampling = run.do_sample and self.config.selection != "all"
-        draft = _Draft(ids=run.ids, start=run.ids.shape[1], groups=groups, unfinished=[run.unfinished])
-        draft.rng = _rng_state(run.ids.device) if selective_sampling else None
+        draft = BlockDraft(ids=run.ids, start=run.ids.shape[1], groups=groups, unfinished=[run.unfinished])
+        draft.rng = rng_state(run.ids.device) if selective_sampling else None
         ids, unfinished = run.ids, run.unfinished
         for j in range(size):
             outputs = run.gen_pending if run.gen_pending is not None else self._forward(run, ids)
             run.gen_pending = None
             logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=ids.device)
-            scores = masked_scores(_apply(run.head, ids, groups, j, logits), run.valid)
-            warped = _apply(run.tail, ids, groups, j, scores)
+            scores = masked_scores(apply_items(run.head, ids, groups, j, logits), run.valid)
+            warped = apply_items(run.tail, ids, groups, j, scores)
             tokens = draw_next_tokens(warped, do_sample=run.do_sample)
             if run.pad is not None:
                 tokens = torch.where(unfinished, tokens, run.pad)
             ids = torch.cat([ids, tokens[:, None]], dim=-1)
-            unfinished = unfinished & ~_apply(run.stopping, ids, groups, j + 1, None)
+            unfinished = unfinished & ~apply_items(run.stopping, ids, groups, j + 1, None)
             draft.scores.append(scores)
             draft.warped.append(warped if run.do_sample else None)  # sampling reads it (acceptance, replay)
             draft.unfinished.append(unfinished)
         draft.ids = ids
         return draft
 
-    def _score(self, run: _Run, draft: _Draft) -> torch.Tensor:
+    def _score(self, run: BlockRun, draft: BlockDraft) -> torch.Tensor:
         """The other model's logits at the drafted positions, `(batch, n, vocab)`, in one forward."""
         drafted = draft.ids[:, draft.start : draft.start + draft.length - 1]
         parts = []
@@ -483,7 +294,7 @@ class BlockExtrapolationDecoder:
         return torch.cat(parts, dim=1)
 
     # --- verification: batched over the block, one host round trip ----------------------------------------------
-    def _step(self, run: _Run, draft: _Draft, other: torch.Tensor) -> StepLogProbs:
+    def _step(self, run: BlockRun, draft: BlockDraft, other: torch.Tensor) -> StepLogProbs:
         return step_log_probs(
             torch.stack(draft.scores, dim=1),
             other,
@@ -493,7 +304,7 @@ class BlockExtrapolationDecoder:
             candidate_top_k=self.config.candidate_top_k,
         )
 
-    def _tail_at(self, run: _Run, draft: _Draft, log_probs: torch.Tensor, positions: range) -> torch.Tensor:
+    def _tail_at(self, run: BlockRun, draft: BlockDraft, log_probs: torch.Tensor, positions: range) -> torch.Tensor:
         """The sampling tail on `(batch, len(positions), vocab)` log-probs, each seeing its prefix: `(batch, n, W)`."""
         full = widen(log_probs, draft.scores[0].shape[-1])
         if len(run.tail) == 0:
@@ -503,12 +314,12 @@ class BlockExtrapolationDecoder:
             ids = draft.ids[:, : draft.start].repeat(n, 1)
             return run.tail(ids, full.transpose(0, 1).reshape(n * batch, width)).view(n, batch, width).transpose(0, 1)
         parts = [
-            _apply(run.tail, draft.ids[:, : draft.start + j], draft.groups, j, full[:, i])
+            apply_items(run.tail, draft.ids[:, : draft.start + j], draft.groups, j, full[:, i])
             for i, j in enumerate(positions)
         ]
         return torch.stack(parts, dim=1)
 
-    def _uniforms(self, run: _Run, draft: _Draft) -> torch.Tensor:
+    def _uniforms(self, run: BlockRun, draft: BlockDraft) -> torch.Tensor:
         """`"random"` under greedy: the per-token processor's `rand(batch)` of each step, `(batch, n)`."""
         steps = [length - run.prompt_length for length in run.lengths]
         while len(run.uniforms) < max(steps) + draft.length:
@@ -517,7 +328,7 @@ class BlockExtrapolationDecoder:
         index = torch.tensor(steps, device=table.device)[:, None] + torch.arange(draft.length, device=table.device)
         return table.gather(1, index)
 
-    def _verify(self, run: _Run, draft: _Draft, step: StepLogProbs) -> _Cut:
+    def _verify(self, run: BlockRun, draft: BlockDraft, step: StepLogProbs) -> BlockCut:
         tokens = draft.tokens
         active = torch.stack(draft.unfinished[:-1], dim=1)
         if self.config.selection == "all":
@@ -526,7 +337,7 @@ class BlockExtrapolationDecoder:
                 p, q = torch.softmax(target, dim=-1), torch.softmax(torch.stack(draft.warped, dim=1), dim=-1)
                 uniforms = torch.rand(tokens.shape, generator=run.random, device=tokens.device)
                 fired = dense_sampling_fires(p, q, tokens, uniforms) & active
-                return self._cut(run, draft, fired, lambda c: dense_residual_draw(*_at(c, p, q), run.random))
+                return self._cut(run, draft, fired, lambda c: dense_residual_draw(*positions_at(c, p, q), run.random))
             targets = torch.argmax(target, dim=-1)
             fired = dense_greedy_fires(targets, tokens) & active
             return self._cut(run, draft, fired, lambda c: gather_positions(targets, c))
@@ -536,7 +347,7 @@ class BlockExtrapolationDecoder:
         fired = selective_fires(self.config.selection, self.config.tau, tokens, step, uniforms) & active
         return self._cut(run, draft, fired, lambda c: self._redraw_greedy(run, draft, step, c))
 
-    def _redraw_greedy(self, run: _Run, draft: _Draft, step: StepLogProbs, cut: list[int]) -> torch.Tensor:
+    def _redraw_greedy(self, run: BlockRun, draft: BlockDraft, step: StepLogProbs, cut: list[int]) -> torch.Tensor:
         cut = [min(max(c, 0), draft.length - 1) for c in cut]
         positions = torch.tensor(cut, device=draft.ids.device)
         at = StepLogProbs(*(gather_positions(x, positions) for x in step))
@@ -554,7 +365,7 @@ class BlockExtrapolationDecoder:
             out[index] = torch.argmax(run.tail(view, full[index]), dim=-1)
         return out
 
-    def _verify_selective_sampling(self, run: _Run, draft: _Draft, step: StepLogProbs, active) -> _Cut:
+    def _verify_selective_sampling(self, run: BlockRun, draft: BlockDraft, step: StepLogProbs, active) -> BlockCut:
         """Lockstep: the private numbers are used position by position as the per-token processor uses them (the
         `"random"` rule's number, then the re-draw, at every sampled position up to the cut)."""
         tokens, rule = draft.tokens, self.config.selection
@@ -588,7 +399,9 @@ class BlockExtrapolationDecoder:
 
         return self._cut(run, draft, fired, replacement, always=True)
 
-    def _cut(self, run: _Run, draft: _Draft, fired: torch.Tensor, replacement, always: bool = False) -> _Cut:
+    def _cut(
+        self, run: BlockRun, draft: BlockDraft, fired: torch.Tensor, replacement, always: bool = False
+    ) -> BlockCut:
         """Cut each row (ragged) or the batch (lockstep) at its first firing position; one host round trip."""
         n = draft.length
         active = torch.stack(draft.unfinished, dim=1)  # (batch, n + 1)
@@ -606,17 +419,17 @@ class BlockExtrapolationDecoder:
         host = to_host(torch.cat([kept, maybe_active.long(), replaced.long()]))
         batch = first.shape[0]
         kept_list, maybe, replaced_host = host[:batch], host[batch : 2 * batch], host[2 * batch :]
-        cut = _Cut(kept_list, [bool(x) for x in maybe], any(replaced_host), replaced, kept)
+        cut = BlockCut(kept_list, [bool(x) for x in maybe], any(replaced_host), replaced, kept)
         if cut.replaced_any or (always and kept_list and max(kept_list) > 0):
             cut.tokens = replacement([k - 1 for k in kept_list])
         if run.do_sample and draft.rng is not None and max(kept_list) < n:
-            _set_rng_state(draft.ids.device, draft.rng)  # one global draw per committed token, as in `generate`
+            set_rng_state(draft.ids.device, draft.rng)  # one global draw per committed token, as in `generate`
             for j in range(max(kept_list)):
                 draw_next_tokens(draft.warped[j], do_sample=True)
         return cut
 
     # --- committing and rewinding ---------------------------------------------------------------------------------
-    def _commit(self, run: _Run, draft: _Draft, cut: _Cut, counts: _Counts) -> None:
+    def _commit(self, run: BlockRun, draft: BlockDraft, cut: BlockCut, counts: BlockCounts) -> None:
         kept = cut.kept_tensor
         top = max(cut.kept)
         block = draft.tokens[:, :top].clone()
@@ -640,10 +453,10 @@ class BlockExtrapolationDecoder:
             cut.replaced, gather_positions(unfinished, last), gather_positions(unfinished, kept)
         )
         if cut.replaced_any:
-            run.unfinished = run.unfinished & ~_apply(run.stopping, run.ids, run.groups(), 0, None)
+            run.unfinished = run.unfinished & ~apply_items(run.stopping, run.ids, run.groups(), 0, None)
         counts.add(kept, draft, cut, dense=self.config.selection == "all")
 
-    def _rollback(self, run: _Run, cut: _Cut) -> None:
+    def _rollback(self, run: BlockRun, cut: BlockCut) -> None:
         """Forget the dropped drafts: both models keep every committed slot but the last (fed with the next block);
         with ragged rows, a row's dropped drafts inside the kept slots become holes."""
         top = max(cut.kept)
@@ -670,7 +483,7 @@ class BlockExtrapolationDecoder:
             self.scorer.hide(hidden)
         run.slots = slots
 
-    def _output(self, run: _Run, stats: ExtrapolationStats) -> torch.LongTensor:
+    def _output(self, run: BlockRun, stats: ExtrapolationStats) -> torch.LongTensor:
         """Each row's committed tokens, left-aligned and padded to the longest (as the per-token path returns them)."""
         width = run.prompt_length + max(stats.num_generated)
         ids = run.ids
@@ -683,169 +496,4 @@ class BlockExtrapolationDecoder:
         return ids[:, :width]
 
 
-def _at(cut: list[int], *tensors: torch.Tensor) -> list[torch.Tensor]:
-    positions = torch.tensor(cut, device=tensors[0].device).clamp(min=0)
-    return [gather_positions(x, positions) for x in tensors]
-
-
-def _decode_step(model, model_kwargs: dict[str, Any], generation_config: GenerationConfig):
-    """The generator's one-token forward: compiled exactly when `generate`'s own decoding loop would compile it (a
-    compileable cache such as `cache_implementation="static"`, on a device transformers compiles for)."""
-    if model._valid_auto_compile_criteria(model_kwargs, generation_config):
-        return model.get_compiled_call(generation_config.compile_config)
-    return model
-
-
-def _record_swaps(swaps: SwapLog, run: _Run, draft: _Draft, cut: _Cut, step: StepLogProbs) -> None:
-    """Log the re-drawn positions of a block (rows grouped by their index among the generated tokens)."""
-    rows: dict[int, list[int]] = {}
-    for row, (length, kept) in enumerate(zip(run.lengths, cut.kept, strict=True)):
-        if kept:
-            rows.setdefault(length - run.prompt_length + kept - 1, []).append(row)
-    for position, members in rows.items():
-        at = torch.tensor([cut.kept[members[0]] - 1] * len(run.lengths), device=draft.ids.device)
-        mask = torch.zeros(len(run.lengths), dtype=torch.bool, device=draft.ids.device)
-        mask[members] = True
-        candidate = gather_positions(draft.tokens, at)
-        chosen = torch.where(cut.replaced, cut.tokens, candidate)
-        active = gather_positions(torch.stack(draft.unfinished[:-1], 1), at)
-        log_rl, log_base = gather_positions(step.log_rl, at), gather_positions(step.log_base, at)
-        swaps.add(position, mask & cut.replaced & active, candidate, chosen, log_rl, log_base)
-
-
-def _slowest(run: _Run, max_length: int) -> int:
-    """The committed length of the slowest row still going (a finished row counts as done: `max_length`)."""
-    return min(length if active else max_length for length, active in zip(run.lengths, run.active, strict=True))
-
-
-@dataclass
-class _Counts:
-    selected: torch.Tensor
-    generated: torch.Tensor
-    drafted: torch.Tensor
-    accepted: torch.Tensor
-    block_tokens: torch.Tensor
-    row_blocks: torch.Tensor
-    blocks: int = 0
-
-    @classmethod
-    def zeros(cls, batch: int, device: torch.device) -> _Counts:
-        zeros = torch.zeros(batch, dtype=torch.long, device=device)
-        scalar = torch.zeros((), dtype=torch.long, device=device)
-        return cls(zeros.clone(), zeros.clone(), scalar.clone(), scalar.clone(), scalar.clone(), scalar.clone())
-
-    def add(self, kept: torch.Tensor, draft: _Draft, cut: _Cut, *, dense: bool) -> None:
-        """Count one block: `kept` committed positions per row, of which the last is re-drawn where `cut.replaced`."""
-        active = torch.stack(draft.unfinished[:-1], dim=1).long()  # (batch, n)
-        positions = torch.arange(active.shape[1], device=active.device)[None]
-        committed = (active * (positions < kept[:, None])).sum(-1)  # active committed positions per row
-        replaced = cut.replaced.long() * (committed > 0)
-        self.generated += committed
-        self.selected += committed if dense else replaced
-        self.accepted += (committed - replaced).sum()
-        self.drafted += active.sum()
-        self.block_tokens += committed.sum()
-        self.row_blocks += draft.unfinished[0].long().sum()
-        self.blocks += 1
-
-    def stats(self, other_tokens: int, other_forwards: int, fell_back: bool) -> ExtrapolationStats:
-        scalars = torch.stack([self.drafted, self.accepted, self.block_tokens, self.row_blocks]).tolist()
-        return ExtrapolationStats(
-            self.selected.tolist(),
-            self.generated.tolist(),
-            other_tokens,
-            other_forwards=other_forwards,
-            drafted_tokens=scalars[0],
-            accepted_tokens=scalars[1],
-            num_blocks=self.blocks,
-            block_tokens=scalars[2],
-            row_blocks=scalars[3],
-            fell_back=fell_back,
-        )
-
-
-# --- entry points -------------------------------------------------------------------------------------------------
-def check_block_mode(generation_config: GenerationConfig, generate_kwargs: dict[str, Any]) -> None:
-    """Refuse what block-verified decoding cannot follow, naming the setting and the fix."""
-    if generate_kwargs.get("streamer") is not None:
-        raise ValueError(
-            "Block-verified extrapolation does not stream tokens; drop `streamer=` or use `block_size=None`."
-        )
-    if generation_config.stop_strings:
-        raise ValueError(
-            "Block-verified extrapolation cannot follow `stop_strings` (`generate` gives a `custom_generate` callable "
-            "no tokenizer to match them with). Stop on token ids (`eos_token_id=[...]`) or use `block_size=None`."
-        )
-    if generation_config.guidance_scale not in (None, 1, 1.0):
-        raise ValueError(
-            f"Block-verified extrapolation cannot rewind classifier-free guidance (`guidance_scale="
-            f"{generation_config.guidance_scale}`), whose processor keeps its own cache. Use `block_size=None`."
-        )
-    if generation_config.return_dict_in_generate:
-        raise ValueError(
-            "Block-verified extrapolation returns token ids only; set `return_dict_in_generate=False` or use "
-            "`block_size=None`."
-        )
-
-
-def run_extrapolation(
-    generate,
-    model: PreTrainedModel,
-    other: dict[str, Any],
-    config: ExtrapolationConfig,
-    *,
-    input_ids: torch.LongTensor,
-    attention_mask: torch.Tensor | None = None,
-    generation_config: GenerationConfig | None = None,
-    logits_processor: LogitsProcessorList | None = None,
-    valid_vocab_size: int | None = None,
-    record_swaps: bool = False,
-    **generate_kwargs: Any,
-) -> tuple[Any, ExtrapolationLogitsProcessor | BlockExtrapolationDecoder]:
-    """Call `generate` (the generator's, or a stand-in) with a fresh extrapolation object; return it with the output.
-
-    `config.block_size=None` appends an `ExtrapolationLogitsProcessor` (built with the `GenerationConfig` `generate`
-    resolves) after the caller's processors; otherwise a `BlockExtrapolationDecoder` runs as `custom_generate`, its
-    marker in the same place. Either returned object has `.stats()`. `other` is `{"base_model": ...}` or
-    `{"rl_model": ...}`. `record_swaps` asks either for the re-drawn positions (`ExtrapolationStats.swaps`). Shared
-    by `generate_with_extrapolation` and the exported `custom_generate`.
-    """
-    resolved = prepare_generation_config(model, generation_config, generate_kwargs)
-    check_generation_mode(model, resolved, generate_kwargs)
-    if config.block_size is None:
-        extrapolator = ExtrapolationLogitsProcessor(
-            **other,
-            config=config,
-            prompt_attention_mask=attention_mask,
-            generation_config=resolved,
-            valid_vocab_size=valid_vocab_size,
-            record_swaps=record_swaps,
-        )
-        appended, decoding = extrapolator, {}
-    else:
-        check_block_mode(resolved, generate_kwargs)
-        extrapolator = BlockExtrapolationDecoder(
-            **other, config=config, valid_vocab_size=valid_vocab_size, record_swaps=record_swaps
-        )
-        appended, decoding = extrapolator.marker, {"custom_generate": extrapolator}
-    output = generate(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        generation_config=generation_config,
-        logits_processor=LogitsProcessorList([*(logits_processor or []), appended]),
-        **decoding,
-        **generate_kwargs,
-    )
-    return output, extrapolator
-
-
-__all__ = [
-    "IDS_FREE_PROCESSORS",
-    "ROW_WISE_PROCESSORS",
-    "ROW_WISE_STOPPING",
-    "BlockExtrapolationDecoder",
-    "BlockMarker",
-    "check_block_mode",
-    "run_extrapolation",
-    "to_host",
-]
+__all__ = ["BlockExtrapolationDecoder"]

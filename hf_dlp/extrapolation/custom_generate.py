@@ -26,7 +26,9 @@ _EXPORTED_MODULES = (
     _HERE / "decoding.py",
     _HERE / "processor.py",
     _HERE / "acceptance.py",
+    _HERE / "block_rows.py",
     _HERE / "block.py",
+    _HERE / "dispatch.py",
 )
 _ENTRY = _HERE / "_custom_generate_entry.py"
 _STRIP = re.compile(r"# hf_dlp-export: strip-begin\n.*?# hf_dlp-export: strip-end\n", re.DOTALL)

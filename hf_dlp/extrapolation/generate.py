@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..model_pair import check_same_vocabulary, common_vocab_size
-from .block import run_extrapolation
 from .config import ExtrapolationConfig, pop_overrides, resolve_config
 from .decoding import check_generation_mode
+from .dispatch import run_extrapolation
 from .lora import OneForwardLoraSampler, adapter_disabled_view, is_lora_model
 from .processor import ExtrapolationStats
 from .scorers import OtherModelScorer, SharedForwardScorer
