@@ -36,6 +36,23 @@ def test_quick_demo_writes_report_figures_and_models(quick_demo):
     assert set(results["evaluation"]) == {"base", "none", "low_prob", "none-seed1", "low_prob-seed1"}
 
 
+def test_worker_processes_give_the_same_run(quick_demo, tmp_path):
+    output, results, _ = quick_demo
+    parallel = tmp_path / "parallel"
+    args = ["demo", "--quick", "--output-dir", str(parallel), "--seed", "3", "--seeds", "2", "--workers", "2"]
+    assert main(args) == 0
+    again = json.loads((parallel / "results.json").read_text())
+    assert again["run_fingerprint"] == results["run_fingerprint"]  # `workers` is not a setting of the run
+    assert again["evaluation"] == results["evaluation"]
+
+    def without_timings(histories):
+        return {name: [{k: v for k, v in step.items() if "time" not in k} for step in steps]
+                for name, steps in histories.items()}  # fmt: skip
+
+    assert without_timings(again["training"]) == without_timings(results["training"])
+    assert len(list(parallel.glob("demo.worker-*.log"))) == 4  # two workers for the training, two for evaluation
+
+
 def test_training_claims_use_the_across_seed_mean(quick_demo):
     from hf_dlp.demo.report import method_scores
 
@@ -176,9 +193,33 @@ def test_an_interrupted_run_resumes_without_mixing(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "demo" / "run.json").read_text())["status"] == "running"
     monkeypatch.undo()
     resumed = run_demo(config)
-    assert {"train/none", "train/low_prob", "3. evaluation"} <= set(resumed["reused_stages"])
+    assert {"train/none", "train/low_prob", "3. evaluation/base", "3. evaluation/none"} <= set(
+        resumed["reused_stages"]
+    )
     assert "4. analysis" not in resumed["reused_stages"]
     assert (tmp_path / "demo" / "report.md").exists()
+
+
+def test_an_interrupted_evaluation_keeps_the_models_it_evaluated(tmp_path, monkeypatch):
+    from hf_dlp.demo import pipeline
+
+    config = DemoConfig(output_dir=str(tmp_path / "demo"), seed=6).quick_version()
+    evaluate, calls = pipeline._evaluate, []
+
+    def fails_on_the_second_model(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_evaluate", fails_on_the_second_model)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(config)
+    monkeypatch.undo()
+    resumed = run_demo(config)
+    assert "3. evaluation/base" in resumed["reused_stages"]
+    assert "3. evaluation/none" not in resumed["reused_stages"]
+    assert set(resumed["evaluation"]) == {"base", "none", "low_prob"}
 
 
 @pytest.mark.parametrize("name", ["toy", "smollm2", "qwen2.5-math-7b", "dapo-qwen-32b", "orz-32b", "unireason-14b"])

@@ -286,7 +286,7 @@ def test_enable_extrapolation_makes_plain_generate_extrapolate(pair, batch):
     assert torch.equal(rl.generate(**batch, max_new_tokens=8, do_sample=False), plain)
     with pytest.raises(ValueError, match="`return_stats` is not an option"):
         enable_extrapolation(rl, base_model=base, return_stats=True)
-    with pytest.raises(ValueError, match="Use `tau >= 0`"):
+    with pytest.raises(ValueError, match="replaces the rule 'delta_logp'.*pass a `tau` for 'kl'"):
         enable_extrapolation(rl, base_model=base, selection="kl")
 
 
@@ -480,3 +480,22 @@ def test_exported_custom_generate_takes_the_config_and_overrides(tmp_path, pair,
         loaded.generate(**remote, gamma=1e39)
     requirements = (folder / "custom_generate" / "requirements.txt").read_text()
     assert "transformers>=5.24,<5.25" in requirements
+
+
+def test_exported_custom_generate_overrides_the_rule_with_its_own_threshold(tmp_path, pair, batch):
+    rl, base = pair
+    folder = tmp_path / "rl"
+    rl.save_pretrained(folder)
+    export_custom_generate(folder, ExtrapolationConfig(gamma=0.5, selection="delta_logp", tau=-0.5))
+    loaded = AutoModelForCausalLM.from_pretrained(folder)
+    common = dict(**batch, max_new_tokens=6, do_sample=False)
+    remote = dict(custom_generate=str(folder), trust_remote_code=True, base_model=base, **common)
+    dense = generate_with_extrapolation(loaded, base_model=base, gamma=0.5, selection="all", **common)
+    assert torch.equal(loaded.generate(**remote, selection="all"), dense)  # the saved τ is dropped, not refused
+    assert torch.equal(loaded.generate(**remote, selection="all", tau=None), dense)
+    with pytest.raises(ValueError, match="`tau=None`"):  # None is an override: the saved τ does not come back
+        loaded.generate(**remote, tau=None)
+    with pytest.raises(ValueError, match="replaces the rule 'delta_logp'.*pass a `tau` for 'kl'"):
+        loaded.generate(**remote, selection="kl")
+    by_kl = generate_with_extrapolation(loaded, base_model=base, gamma=0.5, selection="kl", tau=0.1, **common)
+    assert torch.equal(loaded.generate(**remote, selection="kl", tau=0.1), by_kl)

@@ -56,6 +56,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "learning_rate", type=float, default=None, help="GRPO learning rate.")
     add_option(parser, "lora_rank", type=int, default=None, help="Train LoRA adapters of this rank.")
     add_option(parser, "max_completion_length", type=int, default=None, help="Longest completion (tokens).")
+    add_option(parser, "reweight_alpha", type=float, default=None, help="α of the reweighted runs (default 0.2).")
+    add_option(parser, "eval_problems", type=int, default=None, help="Evaluation problems (Avg@k budget).")
+    add_option(parser, "eval_samples", type=int, default=None, help="Samples per evaluation problem (the k).")
+    add_option(parser, "sweep_problems", type=int, default=None, help="Problems of every sweep point.")
+    add_option(parser, "sweep_samples", type=int, default=None, help="Samples per problem of every sweep point.")
+    add_option(
+        parser,
+        "workers",
+        type=int,
+        default=None,
+        help="CPU processes that run the training runs, then the evaluations, at once, each on its share of the "
+        "threads (default 1; not part of the run's settings).",
+    )
     add_option(
         parser,
         "block_size",
@@ -75,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         name: getattr(args, name)
         for name in (
             "seeds", "base_model", "rl_model", "train_dataset", "eval_dataset", "methods", "train_steps",
-            "learning_rate", "lora_rank", "max_completion_length", "block_size",
+            "learning_rate", "lora_rank", "max_completion_length", "block_size", "reweight_alpha", "eval_problems",
+            "eval_samples", "sweep_problems", "sweep_samples", "workers",
         )
         if getattr(args, name) is not None
     }  # fmt: skip

@@ -52,6 +52,8 @@ class DemoConfig:
             answer_column (`str`, defaults to `"answer"`) is the ground truth. dataset_config (`str`, *optional*) is a
             Hub data set's configuration, eval_split (`str`, defaults to `"train"`) the split evaluated.
         eval_batch_size (`int`, defaults to `64`): sequences per `generate` call in evaluation, analysis and sweeps.
+        workers (`int`, defaults to `1`): processes that run the independent training runs, and then the
+            evaluations, at once, each on its share of torch's threads (CPU only; not part of the run's settings).
         quick (`bool`, defaults to `False`): set by `quick_version()`; recorded in the report.
 
     Examples:
@@ -106,6 +108,7 @@ class DemoConfig:
     answer_column: str = "answer"
     dataset_config: str | None = None
     eval_split: str = "train"
+    workers: int = 1
     quick: bool = False
 
     def __post_init__(self):
@@ -128,6 +131,7 @@ class DemoConfig:
             "max_completion_length",
             "seeds",
             "eval_batch_size",
+            "workers",
         )
         for name in counts:
             setattr(self, name, check_number(name, getattr(self, name), integer=True, minimum=1))

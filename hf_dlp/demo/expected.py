@@ -22,8 +22,10 @@ AUROCs come from float32 metric values, whose last bits may differ between CPUs 
 
 
 def _comparable_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide the numbers, all but where the output goes, as JSON has them (tuples as lists)."""
-    return json.loads(json.dumps({key: value for key, value in config.items() if key != "output_dir"}, default=str))
+    """The settings that decide the numbers (not where the output goes, nor how many worker processes shared the
+    work), as JSON has them (tuples as lists)."""
+    kept = {key: value for key, value in config.items() if key not in ("output_dir", "workers")}
+    return json.loads(json.dumps(kept, default=str))
 
 
 def headline_numbers(results: dict[str, Any], verdicts: dict[str, str]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ import torch
 
 from .. import __version__
 from ..cpu_kernels import cpu_kernels, pin_cpu_kernels
-from ..distributed import default_device, is_main_process
+from ..distributed import default_device, is_main_process, num_processes
 from .config import DemoConfig
-from .stages import StageRecords, fingerprint
+from .stages import StageJob, StageRecords, StageRunner, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -121,42 +120,6 @@ def _base_model_path(config: DemoConfig) -> str:
     return str(make_toy_base_model(BaseModelSettings()))
 
 
-class _Stages:
-    """Runs the stages of one demo: reuses a finished stage whose inputs match, times the others."""
-
-    def __init__(self, records: StageRecords, config: DemoConfig):
-        self.records, self.config = records, config
-        self.seconds: dict[str, float] = {}
-        self.reused: list[str] = []
-        self.fingerprints: dict[str, str] = {}
-
-    def inputs(self, fields: tuple[str, ...], *upstream: str, **extra: Any) -> dict[str, Any]:
-        settings = {name: getattr(self.config, name) for name in fields}
-        return {
-            **settings,
-            **extra,
-            "upstream": {name: self.fingerprints[name] for name in upstream},
-            "hf_dlp_version": __version__,
-        }
-
-    def run(self, name: str, inputs: dict[str, Any], compute: Callable[[], Any], files: tuple[Path, ...] = ()):
-        self.fingerprints[name] = fingerprint(inputs)
-        record = self.records.result(name, inputs)
-        if record is not None:
-            logger.info("%s: reused (finished earlier with the same settings)", name)
-            self.seconds[name] = record["seconds"]
-            self.reused.append(name)
-            return record["value"]
-        logger.info("%s ...", name)
-        self.records.start(name, inputs, list(files))
-        start = time.perf_counter()
-        value = compute()
-        self.seconds[name] = time.perf_counter() - start
-        self.records.finish(name, inputs, {"value": value, "seconds": self.seconds[name]})
-        logger.info("%s: %.1f s", name, self.seconds[name])
-        return value
-
-
 def _generation_config(config: DemoConfig, top_p: float | None):
     from ..generation import default_generation_config
 
@@ -181,13 +144,29 @@ def _evaluate(model, tokenizer, dataset, config: DemoConfig):
     ).to_dict()
 
 
-def _evaluate_all(models: dict[str, Any], tokenizer, dataset, config: DemoConfig) -> dict[str, Any]:
-    from tqdm.auto import tqdm
+def _evaluate_job(config: DemoConfig, model_path: str, tokenizer_path: str) -> dict[str, Any]:
+    """One model's evaluation (a stage job: it loads what it needs, so it can run in a worker process)."""
+    from ..loading import load_causal_lm, load_tokenizer
 
-    results = {}
-    for name in tqdm(models, desc="3. evaluation", unit="model"):
-        results[name] = _evaluate(models[name], tokenizer, dataset, config)
-    return results
+    model = load_causal_lm(model_path, dtype=config.dtype, device=_device())
+    return _evaluate(model, load_tokenizer(tokenizer_path), _eval_dataset(config), config)
+
+
+def _evaluate_all(stages: StageRunner, model_paths: dict[str, str], tokenizer_path: str) -> dict[str, Any]:
+    """Evaluate every model, one stage each (`3. evaluation/<model>`): an interrupted run keeps the models it has
+    evaluated, and a model whose training was redone is evaluated again."""
+    jobs = []
+    for name, path in model_paths.items():
+        upstream = [stage for stage in (f"train/{name}",) if stage in stages.fingerprints]
+        inputs = stages.inputs(EVAL_FIELDS, *upstream, model=name)
+        jobs.append(StageJob(f"3. evaluation/{name}", inputs, _evaluate_job, (stages.config, path, tokenizer_path)))
+    values = stages.run_jobs(jobs, workers=stages.config.workers, description="3. evaluation", unit="model")
+    return {name: values[f"3. evaluation/{name}"] for name in model_paths}
+
+
+def _eval_dataset(config: DemoConfig):
+    return _load_dataset(config, config.eval_dataset, num_examples=config.eval_problems, seed=config.seed + 1234,
+                         split=config.eval_split)  # fmt: skip
 
 
 def _analysis(base_model, rl_model, tokenizer, rows, config: DemoConfig, folder: Path) -> dict[str, Any]:
@@ -245,7 +224,7 @@ def _analysis_page(output: Path, results: dict[str, Any]) -> None:
     )
 
 
-def _sweeps(stages: _Stages, base_model, rl_model, tokenizer, dataset, output: Path) -> dict[str, Any]:
+def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, output: Path) -> dict[str, Any]:
     from ..sweeps import extrapolation_sweep, replacement_sweep
 
     config = stages.config
@@ -303,49 +282,48 @@ def model_folder(output: Path, method: str, seed_index: int) -> Path:
     return output / "models" / (method if seed_index == 0 else f"{method}-seed{seed_index}")
 
 
-def _train_all(stages: _Stages, base_path: str, tokenizer, output: Path) -> dict[str, list[dict]]:
-    """Train every method with every seed; return the reward histories, keyed like the evaluation (`low_prob`,
-    `low_prob-seed1`, ...)."""
+def _train_job(config: DemoConfig, method: str, seed: int, base_path: str, directory: Path, progress: bool):
+    """One training run (a stage job: it loads what it needs, so it can run in a worker process)."""
+    from ..loading import load_tokenizer
     from .training import train_rl_model
 
+    # Enough problems that no run sees one twice (4000 at least: the toy default); the same problems for every run.
+    num_problems = max(4000, config.train_steps * config.prompts_per_step)
+    train_dataset = _load_dataset(config, config.train_dataset, num_examples=num_problems, seed=config.seed + 17,
+                                  split="train")  # fmt: skip
+    tokenizer = load_tokenizer(base_path)
+    return train_rl_model(config, method, seed, base_path, tokenizer, train_dataset, directory, progress=progress)
+
+
+def _train_all(stages: StageRunner, base_path: str, output: Path) -> dict[str, list[dict]]:
+    """Train every method with every seed; return the reward histories, keyed like the evaluation (`low_prob`,
+    `low_prob-seed1`, ...)."""
     config = stages.config
     if config.rl_model is not None:  # a given pair: nothing to train, the RL model is the stages' upstream
         stages.fingerprints["train/none"] = fingerprint({"rl_model": config.rl_model, "dtype": config.dtype})
         return {}
-    # Enough problems that no run sees one twice (4000 at least: the toy default).
-    num_problems = max(4000, config.train_steps * config.prompts_per_step)
-    train_dataset = _load_dataset(config, config.train_dataset, num_examples=num_problems, seed=config.seed + 17,
-                                  split="train")  # fmt: skip
-    histories = {}
+    jobs = []
     for seed_index, seed in enumerate(config.training_seeds):
         for method in config.methods:
             directory = model_folder(output, method, seed_index)
-            name = directory.name
             inputs = stages.inputs(TRAIN_FIELDS, method=method, base_model=base_path, training_seed=seed)
-            histories[name] = stages.run(
-                f"train/{name}",
-                inputs,
-                lambda method=method, seed=seed, directory=directory: train_rl_model(
-                    config, method, seed, base_path, tokenizer, train_dataset, directory
-                ),
-                files=(directory,),
-            )
-    return histories
+            args = (config, method, seed, base_path, directory, config.workers == 1)  # a bar per run when in-process
+            jobs.append(StageJob(f"train/{directory.name}", inputs, _train_job, args, files=(directory,)))
+    values = stages.run_jobs(jobs, workers=config.workers, description="2. training", unit="run",
+                             show_bar=config.workers > 1)  # fmt: skip
+    return {job.name.removeprefix("train/"): values[job.name] for job in jobs}
 
 
-def _load_models(config: DemoConfig, base_model, output: Path) -> dict[str, Any]:
-    """The base model and every trained (or given) RL model, keyed by name."""
-    from ..loading import load_causal_lm
-
-    models = {"base": base_model}
+def _model_paths(config: DemoConfig, base_path: str, output: Path) -> dict[str, str]:
+    """Where the base model and every trained (or given) RL model are, keyed by name."""
     if config.rl_model is not None:
-        models["none"] = load_causal_lm(config.rl_model, dtype=config.dtype, device=_device())
-        return models
+        return {"base": base_path, "none": config.rl_model}
+    paths = {"base": base_path}
     for seed_index in range(config.seeds):
         for method in config.methods:
             folder = model_folder(output, method, seed_index)
-            models[folder.name] = load_causal_lm(folder, dtype=config.dtype, device=_device())
-    return models
+            paths[folder.name] = str(folder)
+    return paths
 
 
 def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
@@ -364,13 +342,20 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     from .curves import plot_training_curves
     from .report import write_report
 
+    if config.workers > 1 and (_device() != "cpu" or num_processes() > 1):
+        raise ValueError(
+            f"`workers` ({config.workers}) shares this machine's CPU cores between processes; on a GPU or under "
+            "`accelerate launch` (which already runs one process per device), pass `workers=1`."
+        )
     if _device() == "cpu":
         # Before any torch operation: the same kernels, and so the README's numbers, on any x86-64 CPU with AVX2.
         if not pin_cpu_kernels():
             logger.warning(f"CPU kernels not pinned ({cpu_kernels()}); numbers may differ from the README's.")
     output = Path(config.output_dir)
-    run_inputs = {**{k: v for k, v in config.to_dict().items() if k != "output_dir"}, "hf_dlp_version": __version__}
-    stages = _Stages(StageRecords(output, run_inputs, overwrite=overwrite), config)
+    # Where the run goes and how many processes share its work are not settings of the run.
+    run_inputs = {**{k: v for k, v in config.to_dict().items() if k not in ("output_dir", "workers")},
+                  "hf_dlp_version": __version__}  # fmt: skip
+    stages = StageRunner(StageRecords(output, run_inputs, overwrite=overwrite), config)
     for stale in (output / "report.md", output / "results.json"):
         if is_main_process():
             stale.unlink(missing_ok=True)  # written again, last, so they never describe another run's stages
@@ -389,26 +374,15 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     stages.seconds["1. base model"] = time.perf_counter() - start
     results["base_model"] = base_path
 
-    histories = _train_all(stages, base_path, tokenizer, output)
+    histories = _train_all(stages, base_path, output)
     if histories and is_main_process():
         plot_training_curves(histories, output / "training_curves.png")
     results["training"] = histories
 
-    models = _load_models(config, base_model, output)
-    rl_model = models["none"]
-    eval_dataset = _load_dataset(
-        config,
-        config.eval_dataset,
-        num_examples=config.eval_problems,
-        seed=config.seed + 1234,
-        split=config.eval_split,
-    )
-    upstream = list(stages.fingerprints)  # every training run
-    results["evaluation"] = stages.run(
-        "3. evaluation",
-        stages.inputs(EVAL_FIELDS, *upstream),
-        lambda: _evaluate_all(models, tokenizer, eval_dataset, config),
-    )
+    results["evaluation"] = _evaluate_all(stages, _model_paths(config, base_path, output), base_path)
+    rl_path = config.rl_model if config.rl_model is not None else str(model_folder(output, "none", 0))
+    rl_model = load_causal_lm(rl_path, dtype=config.dtype, device=_device())
+    eval_dataset = _eval_dataset(config)
     rows = eval_dataset.select(range(min(config.analysis_prompts, len(eval_dataset))))
     results["analysis"] = stages.run(
         "4. analysis",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,19 +107,63 @@ def method_scores(results: dict[str, Any]) -> dict[str, tuple[list[float], float
     return scores
 
 
-def _training_verdicts(scores: dict[str, tuple[list[float], float, float]]) -> dict[str, str]:
-    def judge(first: str, second: str) -> str:
-        (_, mean_a, se_a), (_, mean_b, se_b) = scores[first], scores[second]
-        return _verdict(mean_a - mean_b, math.sqrt(se_a**2 + se_b**2))
+@dataclass
+class TrainingComparison:
+    """One training claim: `first` against `second` (Avg@k), the difference of their means and its standard error,
+    `paired` seed by seed when both were trained with the same seeds (else the two standard errors combine);
+    `detectable` is the smallest difference this budget could tell from zero (two standard errors)."""
 
-    verdicts = {}
-    if "none" in scores:
-        verdicts["RLVR training improved on the base model"] = judge("none", "base")
-    if "low_prob" in scores:
-        verdicts["low-probability reweighting beat the DAPO baseline"] = judge("low_prob", "none")
-    if "low_prob" in scores and "dominate" in scores:
-        verdicts["low-probability reweighting beat the 'dominate' reweighting"] = judge("low_prob", "dominate")
-    return verdicts
+    claim: str
+    first: str
+    second: str
+    difference: float
+    stderr: float
+    per_seed: list[float]
+    paired: bool
+
+    @property
+    def detectable(self) -> float:
+        return 2 * self.stderr
+
+    @property
+    def verdict(self) -> str:
+        return _verdict(self.difference, self.stderr)
+
+
+def _comparison(scores, claim: str, first: str, second: str) -> TrainingComparison:
+    (values_a, mean_a, se_a), (values_b, mean_b, se_b) = scores[first], scores[second]
+    if len(values_a) == len(values_b) > 1:
+        differences = [a - b for a, b in zip(values_a, values_b, strict=True)]
+        mean = sum(differences) / len(differences)
+        spread = sum((d - mean) ** 2 for d in differences) / (len(differences) - 1)
+        return TrainingComparison(claim, first, second, mean, math.sqrt(spread / len(differences)), differences, True)
+    return TrainingComparison(claim, first, second, mean_a - mean_b, math.sqrt(se_a**2 + se_b**2), [], False)
+
+
+def training_comparisons(results: dict[str, Any]) -> list[TrainingComparison]:
+    """The training claims this run can judge, each with its difference and standard error.
+
+    Examples:
+
+    >>> run = {"config": {"methods": ["none", "low_prob"], "seeds": 2}, "evaluation": {
+    ...     "base": {"avg_at_k": 0.2, "num_problems": 100, "num_samples": 4},
+    ...     "none": {"avg_at_k": 0.5}, "none-seed1": {"avg_at_k": 0.6},
+    ...     "low_prob": {"avg_at_k": 0.6}, "low_prob-seed1": {"avg_at_k": 0.7}}}
+    >>> [(c.first, c.second, round(c.difference, 3), round(c.stderr, 3), c.paired) for c in training_comparisons(run)]
+    [('none', 'base', 0.35, 0.054, False), ('low_prob', 'none', 0.1, 0.0, True)]
+    """
+    scores = method_scores(results)
+    claims = [("RLVR training improved on the base model", "none", "base"),
+              ("low-probability reweighting beat the DAPO baseline", "low_prob", "none"),
+              ("low-probability reweighting beat the 'dominate' reweighting", "low_prob", "dominate")]  # fmt: skip
+    return [_comparison(scores, claim, a, b) for claim, a, b in claims if a in scores and b in scores]
+
+
+def _comparisons_table(comparisons: list[TrainingComparison]) -> str:
+    rows = [[f"{c.first} − {c.second}", ", ".join(f"{100 * d:+.1f}" for d in c.per_seed) if c.paired else "(not paired)",
+             f"{100 * c.difference:+.1f} ± {_pct(c.stderr)}", _pct(c.detectable), c.verdict]
+            for c in comparisons]  # fmt: skip
+    return _table(["difference", "per seed", "mean ± s.e.", "smallest detectable (2 s.e.)", "held"], rows)
 
 
 def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -158,13 +203,18 @@ def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
                 ],
             )
         )
+    comparisons = training_comparisons(results)
+    text += (
+        "\n\nThe training claims (paired seed by seed where both sides were trained with the same seeds):\n\n"
+        + _comparisons_table(comparisons)
+    )
     text += "\n\nThe paper, for comparison:\n\n" + paper + "\n"
     if "low_prob" in scores and "dominate" in scores:
         text += (
             "\nThe paper's Table 3 (Qwen2.5-Math-7B, AIME24 Avg@32): dominate 36.35, PPL 35.63, ours 39.06; "
             "dominate's training entropy collapses (about 0.06 against about 0.4).\n"
         )
-    return text, _training_verdicts(scores)
+    return text, {c.claim: c.verdict for c in comparisons}
 
 
 def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -294,6 +344,7 @@ _SCALES = {
     "toy": "a ~100k-parameter character-level model",
     "smollm2": "SmolLM2-135M-Instruct (GGUF Q4_1, de-quantized) with LoRA",
 }
+_SCALES["smollm2-seeds"] = _SCALES["smollm2"]
 
 
 def training_signals(results: dict[str, Any]) -> dict[str, float]:
@@ -408,6 +459,9 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         sections.append(text)
         verdicts.update(verdict)
     record = headline_record(results, verdicts)
+    for c in training_comparisons(results):
+        pair = f"{c.first} − {c.second}"
+        record["numbers"].update({f"{pair} difference": c.difference, f"{pair} s.e.": c.stderr})
     (output_dir / HEADLINE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     stage_rows = [[name, f"{seconds:.1f}"] for name, seconds in results["stage_seconds"].items()]
     stage_rows.append(["total", f"{sum(results['stage_seconds'].values()):.1f}"])

@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..distributed import barrier, is_main_process
+
+logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 STAGES_FOLDER = "stages"
@@ -118,10 +126,166 @@ class StageRecords:
             (self.output_dir / RUN_FILE).write_text(json.dumps(data, indent=2))
 
 
+@dataclass
+class StageJob:
+    """One stage that `StageRunner.run_jobs` may hand to a worker process: `function(*args)` computes its result, so
+    `function` must be a module-level function and `args` picklable."""
+
+    name: str
+    inputs: dict[str, Any]
+    function: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    files: tuple[Path, ...] = field(default_factory=tuple)
+
+
+class StageRunner:
+    """Runs the stages of one demo: reuses a finished stage whose inputs match, times the others.
+
+    Args:
+        records (`StageRecords`): the output folder's stage records.
+        config: the run's settings; `inputs` reads stage settings from its attributes.
+
+    Examples:
+
+    >>> import tempfile
+    >>> from types import SimpleNamespace
+    >>> folder = tempfile.mkdtemp()
+    >>> runner = StageRunner(StageRecords(folder, {"seed": 0}), SimpleNamespace(seed=0))
+    >>> runner.run("evaluation", runner.inputs(("seed",)), lambda: 0.25)
+    0.25
+    >>> again = StageRunner(StageRecords(folder, {"seed": 0}), SimpleNamespace(seed=0))
+    >>> again.run("evaluation", again.inputs(("seed",)), lambda: 1 / 0), again.reused
+    (0.25, ['evaluation'])
+    """
+
+    def __init__(self, records: StageRecords, config: Any):
+        self.records, self.config = records, config
+        self.seconds: dict[str, float] = {}
+        self.reused: list[str] = []
+        self.fingerprints: dict[str, str] = {}
+
+    def inputs(self, fields: tuple[str, ...], *upstream: str, **extra: Any) -> dict[str, Any]:
+        """A stage's inputs: the settings `fields`, the fingerprints of the `upstream` stages, and `extra`."""
+        settings = {name: getattr(self.config, name) for name in fields}
+        return {
+            **settings,
+            **extra,
+            "upstream": {name: self.fingerprints[name] for name in upstream},
+            "hf_dlp_version": __version__,
+        }
+
+    def _reused(self, name: str, inputs: dict[str, Any]) -> tuple[bool, Any]:
+        self.fingerprints[name] = fingerprint(inputs)
+        record = self.records.result(name, inputs)
+        if record is None:
+            return False, None
+        logger.info("%s: reused (finished earlier with the same settings)", name)
+        self.seconds[name] = record["seconds"]
+        self.reused.append(name)
+        return True, record["value"]
+
+    def _finish(self, name: str, inputs: dict[str, Any], value: Any, seconds: float) -> None:
+        self.seconds[name] = seconds
+        self.records.finish(name, inputs, {"value": value, "seconds": seconds})
+        logger.info("%s: %.1f s", name, seconds)
+
+    def run(self, name: str, inputs: dict[str, Any], compute: Callable[[], Any], files: tuple[Path, ...] = ()):
+        """The result of stage `name`: the recorded one if it finished with these `inputs`, else `compute()`."""
+        reused, value = self._reused(name, inputs)
+        if reused:
+            return value
+        logger.info("%s ...", name)
+        self.records.start(name, inputs, list(files))
+        start = time.perf_counter()
+        value = compute()
+        self._finish(name, inputs, value, time.perf_counter() - start)
+        return value
+
+    def run_jobs(
+        self, jobs: list[StageJob], *, workers: int = 1, description: str, unit: str, show_bar: bool = True
+    ) -> dict[str, Any]:
+        """Run independent stages, each reused or computed as in `run`, with one progress bar (`show_bar=False` leaves
+        the bars to the jobs); with `workers > 1`,
+        the stages to compute run that many at a time in worker processes (each on its share of torch's threads,
+        its log in `<output_dir>/demo.worker-<pid>.log`). Returns the results by stage name, in the jobs' order.
+        A stage that fails stops the run; the stages that finished stay recorded."""
+        from tqdm.auto import tqdm
+
+        values, pending = {}, []
+        for job in jobs:
+            reused, values[job.name] = self._reused(job.name, job.inputs)
+            if not reused:
+                pending.append(job)
+        bar = tqdm(
+            total=len(jobs), initial=len(jobs) - len(pending), desc=description, unit=unit, disable=not show_bar
+        )
+        try:
+            if workers == 1 or len(pending) < 2:
+                for job in pending:
+                    values[job.name] = self.run(job.name, job.inputs, lambda job=job: job.function(*job.args),
+                                                job.files)  # fmt: skip
+                    bar.update()
+            else:
+                self._run_in_workers(pending, workers, values, bar)
+        finally:
+            bar.close()
+        return values
+
+    def _run_in_workers(self, jobs: list[StageJob], workers: int, values: dict[str, Any], bar) -> None:
+        import multiprocessing
+        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+        import torch
+
+        threads = max(1, torch.get_num_threads() // workers)
+        context = multiprocessing.get_context("spawn")  # forking a process that holds torch's thread pools hangs
+        log_dir = str(self.records.output_dir)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(threads, log_dir)) as pool:  # fmt: skip
+            futures = {}
+            for job in jobs:
+                logger.info("%s ... (in a worker process)", job.name)
+                self.records.start(job.name, job.inputs, list(job.files))
+                futures[pool.submit(_timed, job.function, *job.args)] = job
+            remaining = set(futures)
+            while remaining:
+                done, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    job = futures[future]
+                    if future.exception() is not None:
+                        for other in remaining:
+                            other.cancel()
+                        raise RuntimeError(
+                            f"Stage {job.name!r} failed in a worker process; its log is in {log_dir}."
+                        ) from future.exception()
+                    value, seconds = future.result()
+                    values[job.name] = value
+                    self._finish(job.name, job.inputs, value, seconds)
+                    bar.update()
+
+
+def _start_worker(threads: int, log_dir: str) -> None:
+    """A worker's set-up: its share of the cores, and its output (warnings, TRL's logs) into its own log file."""
+    import torch
+
+    torch.set_num_threads(threads)
+    log = open(Path(log_dir) / f"demo.worker-{os.getpid()}.log", "a")  # noqa: SIM115 (open for the worker's life)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    logging.basicConfig(level=logging.INFO, stream=log, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)
+
+
+def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = function(*args)
+    return value, time.perf_counter() - start
+
+
 def _differences(previous: dict[str, Any], current: dict[str, Any]) -> str:
     keys = sorted(key for key in set(previous) | set(current) if previous.get(key) != current.get(key))
     shown = [f"{key}: {previous.get(key)!r} there, {current.get(key)!r} now" for key in keys[:3]]
     return "; ".join(shown) + ("; ..." if len(keys) > 3 else "") if shown else "another hf_dlp version"
 
 
-__all__ = ["RUN_FILE", "STAGES_FOLDER", "StageRecords", "fingerprint"]
+__all__ = ["RUN_FILE", "STAGES_FOLDER", "StageJob", "StageRecords", "StageRunner", "fingerprint"]

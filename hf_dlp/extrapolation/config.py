@@ -169,7 +169,22 @@ class ExtrapolationConfig:
         self.block_size = _check_block_size(self.block_size)
 
     def with_overrides(self, **overrides: Any) -> ExtrapolationConfig:
-        """A validated copy with some fields replaced (`top_k` is the deprecated spelling of `candidate_top_k`)."""
+        """A validated copy with some fields replaced (`top_k` is the deprecated spelling of `candidate_top_k`).
+
+        A value of `None` is an override too (`tau=None` clears the threshold). A new `selection` brings its own
+        threshold semantics: without a `tau` of its own it drops the old rule's τ when it takes none (`"all"`), and
+        is refused when it needs one, since a threshold of one quantity means nothing for another.
+
+        Examples:
+
+        >>> saved = ExtrapolationConfig(selection="delta_logp", tau=-0.5)
+        >>> saved.with_overrides(selection="all").tau is None, saved.with_overrides(selection="kl", tau=0.1).tau
+        (True, 0.1)
+        >>> saved.with_overrides(selection="kl")
+        Traceback (most recent call last):
+        ...
+        ValueError: `selection='kl'` replaces the rule 'delta_logp', whose threshold `tau=-0.5` is of another quantity; pass a `tau` for 'kl' with it.
+        """
         if not overrides:
             return self
         renamed = dict(overrides)
@@ -178,6 +193,14 @@ class ExtrapolationConfig:
         unknown = sorted(set(renamed) - known)
         if unknown:
             raise TypeError(f"ExtrapolationConfig has no field(s) {unknown}; its fields are {sorted(known)}.")
+        selection = renamed.get("selection", self.selection)
+        if selection != self.selection and "tau" not in renamed and self.tau is not None:
+            if selection != "all":
+                raise ValueError(
+                    f"`selection={selection!r}` replaces the rule {self.selection!r}, whose threshold "
+                    f"`tau={self.tau!r}` is of another quantity; pass a `tau` for {selection!r} with it."
+                )
+            renamed["tau"] = None
         return dataclasses.replace(self, **renamed)
 
     def processor_kwargs(self) -> dict[str, Any]:
