@@ -8,6 +8,10 @@ from typing import Any
 from ..arguments import check_choice, check_number, check_sequence
 from ..training.reweighting import REWEIGHTING_METHODS
 
+RUN_LOCAL_FIELDS: tuple[str, ...] = ("output_dir", "workers")
+"""`DemoConfig` fields that say where a run goes and how its work is shared, not what it computes: they are left out
+of the run's fingerprint and of the comparison with the README's numbers."""
+
 
 @dataclass
 class DemoConfig:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import RUN_LOCAL_FIELDS
+
 EXPECTED_DIR = Path(__file__).resolve().parent / "expected"
 HEADLINE_FILE = "headline_numbers.json"
 DECIMALS = 4
@@ -24,7 +26,7 @@ AUROCs come from float32 metric values, whose last bits may differ between CPUs 
 def _comparable_config(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide the numbers (not where the output goes, nor how many worker processes shared the
     work), as JSON has them (tuples as lists)."""
-    kept = {key: value for key, value in config.items() if key not in ("output_dir", "workers")}
+    kept = {key: value for key, value in config.items() if key not in RUN_LOCAL_FIELDS}
     return json.loads(json.dumps(kept, default=str))
 
 

@@ -18,7 +18,7 @@ import torch
 from .. import __version__
 from ..cpu_kernels import cpu_kernels, pin_cpu_kernels
 from ..distributed import default_device, is_main_process, num_processes
-from .config import DemoConfig
+from .config import RUN_LOCAL_FIELDS, DemoConfig
 from .stages import StageJob, StageRecords, StageRunner, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -144,29 +144,25 @@ def _evaluate(model, tokenizer, dataset, config: DemoConfig):
     ).to_dict()
 
 
-def _evaluate_job(config: DemoConfig, model_path: str, tokenizer_path: str) -> dict[str, Any]:
-    """One model's evaluation (a stage job: it loads what it needs, so it can run in a worker process)."""
-    from ..loading import load_causal_lm, load_tokenizer
+def _evaluate_job(config: DemoConfig, model_path: str, tokenizer, dataset) -> dict[str, Any]:
+    """One model's evaluation (a stage job: it loads its model, so it can run in a worker process)."""
+    from ..loading import load_causal_lm
 
-    model = load_causal_lm(model_path, dtype=config.dtype, device=_device())
-    return _evaluate(model, load_tokenizer(tokenizer_path), _eval_dataset(config), config)
+    return _evaluate(load_causal_lm(model_path, dtype=config.dtype, device=_device()), tokenizer, dataset, config)
 
 
-def _evaluate_all(stages: StageRunner, model_paths: dict[str, str], tokenizer_path: str) -> dict[str, Any]:
+def _evaluate_all(stages: StageRunner, model_paths: dict[str, str], tokenizer, dataset) -> dict[str, Any]:
     """Evaluate every model, one stage each (`3. evaluation/<model>`): an interrupted run keeps the models it has
     evaluated, and a model whose training was redone is evaluated again."""
     jobs = []
     for name, path in model_paths.items():
-        upstream = [stage for stage in (f"train/{name}",) if stage in stages.fingerprints]
+        trained_by = f"train/{name}"
+        upstream = (trained_by,) if trained_by in stages.fingerprints else ()
         inputs = stages.inputs(EVAL_FIELDS, *upstream, model=name)
-        jobs.append(StageJob(f"3. evaluation/{name}", inputs, _evaluate_job, (stages.config, path, tokenizer_path)))
+        args = (stages.config, path, tokenizer, dataset)
+        jobs.append(StageJob(f"3. evaluation/{name}", inputs, _evaluate_job, args))
     values = stages.run_jobs(jobs, workers=stages.config.workers, description="3. evaluation", unit="model")
     return {name: values[f"3. evaluation/{name}"] for name in model_paths}
-
-
-def _eval_dataset(config: DemoConfig):
-    return _load_dataset(config, config.eval_dataset, num_examples=config.eval_problems, seed=config.seed + 1234,
-                         split=config.eval_split)  # fmt: skip
 
 
 def _analysis(base_model, rl_model, tokenizer, rows, config: DemoConfig, folder: Path) -> dict[str, Any]:
@@ -282,33 +278,29 @@ def model_folder(output: Path, method: str, seed_index: int) -> Path:
     return output / "models" / (method if seed_index == 0 else f"{method}-seed{seed_index}")
 
 
-def _train_job(config: DemoConfig, method: str, seed: int, base_path: str, directory: Path, progress: bool):
-    """One training run (a stage job: it loads what it needs, so it can run in a worker process)."""
-    from ..loading import load_tokenizer
-    from .training import train_rl_model
-
-    # Enough problems that no run sees one twice (4000 at least: the toy default); the same problems for every run.
-    num_problems = max(4000, config.train_steps * config.prompts_per_step)
-    train_dataset = _load_dataset(config, config.train_dataset, num_examples=num_problems, seed=config.seed + 17,
-                                  split="train")  # fmt: skip
-    tokenizer = load_tokenizer(base_path)
-    return train_rl_model(config, method, seed, base_path, tokenizer, train_dataset, directory, progress=progress)
-
-
-def _train_all(stages: StageRunner, base_path: str, output: Path) -> dict[str, list[dict]]:
+def _train_all(stages: StageRunner, base_path: str, tokenizer, output: Path) -> dict[str, list[dict]]:
     """Train every method with every seed; return the reward histories, keyed like the evaluation (`low_prob`,
     `low_prob-seed1`, ...)."""
+    from .training import train_rl_model
+
     config = stages.config
     if config.rl_model is not None:  # a given pair: nothing to train, the RL model is the stages' upstream
         stages.fingerprints["train/none"] = fingerprint({"rl_model": config.rl_model, "dtype": config.dtype})
         return {}
+    # Enough problems that no run sees one twice (4000 at least: the toy default); the same problems for every run.
+    num_problems = max(4000, config.train_steps * config.prompts_per_step)
+    train_dataset = _load_dataset(config, config.train_dataset, num_examples=num_problems, seed=config.seed + 17,
+                                  split="train")  # fmt: skip
     jobs = []
     for seed_index, seed in enumerate(config.training_seeds):
         for method in config.methods:
             directory = model_folder(output, method, seed_index)
             inputs = stages.inputs(TRAIN_FIELDS, method=method, base_model=base_path, training_seed=seed)
-            args = (config, method, seed, base_path, directory, config.workers == 1)  # a bar per run when in-process
-            jobs.append(StageJob(f"train/{directory.name}", inputs, _train_job, args, files=(directory,)))
+            # train_rl_model itself is the job (module-level, so a worker process can run it); a bar per run when
+            # the runs are in this process.
+            args = (config, method, seed, base_path, tokenizer, train_dataset, directory)
+            jobs.append(StageJob(f"train/{directory.name}", inputs, train_rl_model, args,
+                                 kwargs={"progress": config.workers == 1}, files=(directory,)))  # fmt: skip
     values = stages.run_jobs(jobs, workers=config.workers, description="2. training", unit="run",
                              show_bar=config.workers > 1)  # fmt: skip
     return {job.name.removeprefix("train/"): values[job.name] for job in jobs}
@@ -352,8 +344,7 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
         if not pin_cpu_kernels():
             logger.warning(f"CPU kernels not pinned ({cpu_kernels()}); numbers may differ from the README's.")
     output = Path(config.output_dir)
-    # Where the run goes and how many processes share its work are not settings of the run.
-    run_inputs = {**{k: v for k, v in config.to_dict().items() if k not in ("output_dir", "workers")},
+    run_inputs = {**{k: v for k, v in config.to_dict().items() if k not in RUN_LOCAL_FIELDS},
                   "hf_dlp_version": __version__}  # fmt: skip
     stages = StageRunner(StageRecords(output, run_inputs, overwrite=overwrite), config)
     for stale in (output / "report.md", output / "results.json"):
@@ -374,15 +365,16 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     stages.seconds["1. base model"] = time.perf_counter() - start
     results["base_model"] = base_path
 
-    histories = _train_all(stages, base_path, output)
+    histories = _train_all(stages, base_path, tokenizer, output)
     if histories and is_main_process():
         plot_training_curves(histories, output / "training_curves.png")
     results["training"] = histories
 
-    results["evaluation"] = _evaluate_all(stages, _model_paths(config, base_path, output), base_path)
-    rl_path = config.rl_model if config.rl_model is not None else str(model_folder(output, "none", 0))
-    rl_model = load_causal_lm(rl_path, dtype=config.dtype, device=_device())
-    eval_dataset = _eval_dataset(config)
+    model_paths = _model_paths(config, base_path, output)
+    eval_dataset = _load_dataset(config, config.eval_dataset, num_examples=config.eval_problems,
+                                 seed=config.seed + 1234, split=config.eval_split)  # fmt: skip
+    results["evaluation"] = _evaluate_all(stages, model_paths, tokenizer, eval_dataset)
+    rl_model = load_causal_lm(model_paths["none"], dtype=config.dtype, device=_device())
     rows = eval_dataset.select(range(min(config.analysis_prompts, len(eval_dataset))))
     results["analysis"] = stages.run(
         "4. analysis",

@@ -128,14 +128,18 @@ class StageRecords:
 
 @dataclass
 class StageJob:
-    """One stage that `StageRunner.run_jobs` may hand to a worker process: `function(*args)` computes its result, so
-    `function` must be a module-level function and `args` picklable."""
+    """One stage that `StageRunner.run_jobs` may hand to a worker process: `function(*args, **kwargs)` computes its
+    result, so `function` must be a module-level function and its arguments picklable."""
 
     name: str
     inputs: dict[str, Any]
     function: Callable[..., Any]
     args: tuple[Any, ...] = ()
-    files: tuple[Path, ...] = field(default_factory=tuple)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    files: tuple[Path, ...] = ()
+
+    def __call__(self) -> Any:
+        return self.function(*self.args, **self.kwargs)
 
 
 class StageRunner:
@@ -189,11 +193,7 @@ class StageRunner:
         self.records.finish(name, inputs, {"value": value, "seconds": seconds})
         logger.info("%s: %.1f s", name, seconds)
 
-    def run(self, name: str, inputs: dict[str, Any], compute: Callable[[], Any], files: tuple[Path, ...] = ()):
-        """The result of stage `name`: the recorded one if it finished with these `inputs`, else `compute()`."""
-        reused, value = self._reused(name, inputs)
-        if reused:
-            return value
+    def _compute(self, name: str, inputs: dict[str, Any], compute: Callable[[], Any], files: tuple[Path, ...]):
         logger.info("%s ...", name)
         self.records.start(name, inputs, list(files))
         start = time.perf_counter()
@@ -201,14 +201,19 @@ class StageRunner:
         self._finish(name, inputs, value, time.perf_counter() - start)
         return value
 
+    def run(self, name: str, inputs: dict[str, Any], compute: Callable[[], Any], files: tuple[Path, ...] = ()):
+        """The result of stage `name`: the recorded one if it finished with these `inputs`, else `compute()`."""
+        reused, value = self._reused(name, inputs)
+        return value if reused else self._compute(name, inputs, compute, files)
+
     def run_jobs(
         self, jobs: list[StageJob], *, workers: int = 1, description: str, unit: str, show_bar: bool = True
     ) -> dict[str, Any]:
-        """Run independent stages, each reused or computed as in `run`, with one progress bar (`show_bar=False` leaves
-        the bars to the jobs); with `workers > 1`,
-        the stages to compute run that many at a time in worker processes (each on its share of torch's threads,
-        its log in `<output_dir>/demo.worker-<pid>.log`). Returns the results by stage name, in the jobs' order.
-        A stage that fails stops the run; the stages that finished stay recorded."""
+        """Run independent stages, each reused or computed as in `run`, with one progress bar (`show_bar=False`
+        leaves the bars to the jobs). With `workers > 1` the stages to compute run that many at a time in worker
+        processes, each on its share of torch's threads, its log in `<output_dir>/demo.worker-<pid>.log`. Returns
+        the results by stage name, in the jobs' order. A stage that fails stops the run; the finished ones stay
+        recorded."""
         from tqdm.auto import tqdm
 
         values, pending = {}, []
@@ -222,8 +227,7 @@ class StageRunner:
         try:
             if workers == 1 or len(pending) < 2:
                 for job in pending:
-                    values[job.name] = self.run(job.name, job.inputs, lambda job=job: job.function(*job.args),
-                                                job.files)  # fmt: skip
+                    values[job.name] = self._compute(job.name, job.inputs, job, job.files)
                     bar.update()
             else:
                 self._run_in_workers(pending, workers, values, bar)
@@ -246,7 +250,7 @@ class StageRunner:
             for job in jobs:
                 logger.info("%s ... (in a worker process)", job.name)
                 self.records.start(job.name, job.inputs, list(job.files))
-                futures[pool.submit(_timed, job.function, *job.args)] = job
+                futures[pool.submit(_timed, job)] = job
             remaining = set(futures)
             while remaining:
                 done, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
@@ -276,9 +280,9 @@ def _start_worker(threads: int, log_dir: str) -> None:
     logging.captureWarnings(True)
 
 
-def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+def _timed(job: StageJob) -> tuple[Any, float]:
     start = time.perf_counter()
-    value = function(*args)
+    value = job()
     return value, time.perf_counter() - start
 
 
