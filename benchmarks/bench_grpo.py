@@ -33,7 +33,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm  # noqa: E402
 from hf_dlp.training import ReweightedGRPOConfig, ReweightedGRPOTrainer  # noqa: E402
-from hf_dlp.training.trainer import PPL_WEIGHTS_KEY  # noqa: E402
+from hf_dlp.training.trainer import RESPONSE_WEIGHTS_KEY  # noqa: E402
 
 MODEL_DIR = tempfile.mkdtemp()  # the monitor's reference model is loaded from the policy's folder, as TRL does
 
@@ -54,7 +54,7 @@ def _batch(batch: int, length: int, vocab: int, seed: int = 0) -> dict[str, torc
         "completion_mask": completion_mask,
         "advantages": torch.randn(batch, generator=generator),
         "num_items_in_batch": completion_mask.sum(),
-        PPL_WEIGHTS_KEY: 1.0 + 0.1 * torch.randn(batch, generator=generator),
+        RESPONSE_WEIGHTS_KEY: 1.0 + 0.1 * torch.randn(batch, generator=generator),
     }
 
 
@@ -75,7 +75,7 @@ def _time_steps(trainer, batch, steps: int, monitor: bool = False) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         if monitor:  # what the generation step adds once per generation batch
-            trainer._add_batch_signals({k: v for k, v in batch.items() if k != PPL_WEIGHTS_KEY})
+            trainer._add_batch_signals({k: v for k, v in batch.items() if k != RESPONSE_WEIGHTS_KEY})
             trainer._metrics["train"].clear()
         loss = trainer._compute_loss(trainer.model, batch)
         loss.backward()
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model.save_pretrained(MODEL_DIR)
     model.config._name_or_path = MODEL_DIR
     batch = _batch(options.batch, options.length, len(tokenizer))
-    plain_batch = {k: v for k, v in batch.items() if k != PPL_WEIGHTS_KEY}
+    plain_batch = {k: v for k, v in batch.items() if k != RESPONSE_WEIGHTS_KEY}
     reweighted_batch = batch if options.method == "ppl" else plain_batch
     method = {"reweighting": options.method}
     runs = {  # name: (trainer, batch, with the monitor's work)

@@ -59,7 +59,9 @@ def check_split_devices(gpu: str) -> None:
 
 def check_device_map(folder: str) -> None:
     for device_map in ("auto", {"": "cpu"}):
-        base, rl, tokenizer = load_model_pair(folder + "/base", folder + "/rl", dtype="float32", device_map=device_map)
+        base, rl, tokenizer = load_model_pair(
+            base_model=folder + "/base", rl_model=folder + "/rl", dtype="float32", device_map=device_map
+        )
         result = replacement_sweep(base_model=base, rl_model=rl, tokenizer=tokenizer,
                                    dataset=make_arithmetic_dataset(num_examples=2), selections=["random"],
                                    taus={"random": [0.5]}, num_samples=2, max_new_tokens=6, progress=False)  # fmt: skip
@@ -70,7 +72,7 @@ def check_disk_offload_refused() -> None:
     base, rl = tiny_llama(1), tiny_llama(2)
     rl.hf_device_map = {"model.embed_tokens": 0, "model.layers": "disk"}
     try:
-        check_pair_devices(base, rl)
+        check_pair_devices(base_model=base, rl_model=rl)
     except ValueError as error:
         assert "`rl_model` has layers offloaded to disk" in str(error)
         print("ok: disk offload refused before generation")

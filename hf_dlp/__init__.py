@@ -43,10 +43,10 @@ _EXPORTS: dict[str, str] = {
     "extrapolation_sweep": "hf_dlp.sweeps",
     "replacement_sweep": "hf_dlp.sweeps",
     # training
-    "REWEIGHTING_METHODS": "hf_dlp.training",
     "ReweightedGRPOConfig": "hf_dlp.training",
     "ReweightedGRPOTrainer": "hf_dlp.training",
     "register_token_weighting": "hf_dlp.training",
+    "reweighting_methods": "hf_dlp.training",
     "render_model_card": "hf_dlp.training",
 }
 
@@ -88,9 +88,9 @@ if TYPE_CHECKING:
     from .rewards import accuracy_reward, format_reward, signed_accuracy_reward
     from .sweeps import SweepResult, extrapolation_sweep, replacement_sweep
     from .training import (
-        REWEIGHTING_METHODS,
         ReweightedGRPOConfig,
         ReweightedGRPOTrainer,
         register_token_weighting,
         render_model_card,
+        reweighting_methods,
     )

@@ -1,32 +1,18 @@
-"""Checking user-given argument values, and renaming arguments, the same way in every hf_dlp entry point.
+"""Checking user-given argument values the same way in every hf_dlp entry point.
 
 Every error names the argument, shows the bad value with `!r` and says what to pass instead. Numbers may come as
 Python numbers, numpy scalars or 0-d tensors (what a sweep over `np.linspace` or a tensor of results hands over);
 booleans and strings are never numbers.
-
-Deprecated names follow TRL's style: a `FutureWarning` that names the version in which the old name goes away and
-the replacement, after which the value is forwarded, so old code keeps working for one release. The same holds for
-renamed keyword arguments (`rename_argument`), parameters that became keyword-only (`keyword_only_models`) and
-modules whose contents moved (`moved_module`, the `__getattr__` of the old module).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
-import inspect
 import math
 import numbers
 import os
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-# The release in which names deprecated in this one stop working.
-REMOVAL_VERSION = "0.3.0"
-
-F = TypeVar("F", bound=Callable[..., Any])
+from typing import Any
 
 
 def _scalar(value: Any) -> Any:
@@ -167,144 +153,9 @@ def check_output_dir(name: str, path: str | Path | None) -> Path | None:
     return path
 
 
-def rename_argument(kwargs: dict[str, Any], old: str, new: str, *, where: str) -> None:
-    """Move a deprecated keyword argument `old` in `kwargs` to `new`, with a `FutureWarning` (in place).
-
-    Raises `TypeError` when both are given.
-
-    Examples:
-
-    >>> import warnings
-    >>> kwargs = {"top_k": 50}
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     rename_argument(kwargs, "top_k", "candidate_top_k", where="ExtrapolationConfig")
-    >>> kwargs, caught[0].category.__name__
-    ({'candidate_top_k': 50}, 'FutureWarning')
-    """
-    if old not in kwargs:
-        return
-    if new in kwargs:
-        raise TypeError(f"{where} got both `{old}` (deprecated) and `{new}`; pass `{new}` only.")
-    warnings.warn(
-        f"`{old}` is deprecated in {where} and will be removed in hf_dlp {REMOVAL_VERSION}; use `{new}` instead.",
-        FutureWarning,
-        stacklevel=3,
-    )
-    kwargs[new] = kwargs.pop(old)
-
-
-def keyword_only_models(*legacy_order: str) -> Callable[[F], F]:
-    """Decorate a function whose leading parameters became keyword-only; old positional calls still work, warned.
-
-    `legacy_order` lists the names the positional arguments used to bind to, in order. A call that passes them
-    positionally gets a `FutureWarning` and is forwarded by name, so a base/RL pair can never be swapped silently.
-
-    Examples:
-
-    >>> import warnings
-    >>> @keyword_only_models("base_model", "rl_model")
-    ... def pair(*, base_model, rl_model):
-    ...     return base_model, rl_model
-    >>> pair(base_model="b", rl_model="r")
-    ('b', 'r')
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     swapped = pair("b", "r")
-    >>> swapped, caught[0].category.__name__
-    (('b', 'r'), 'FutureWarning')
-    """
-
-    def decorate(function: F) -> F:
-        signature = inspect.signature(function)
-
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs):
-            if args:
-                if len(args) > len(legacy_order):
-                    raise TypeError(
-                        f"{function.__name__}() takes at most {len(legacy_order)} positional arguments "
-                        f"({', '.join(legacy_order)}), got {len(args)}; pass them by name."
-                    )
-                names = legacy_order[: len(args)]
-                warnings.warn(
-                    f"Passing {', '.join(names)} to {function.__name__}() by position is deprecated and will stop "
-                    f"working in hf_dlp {REMOVAL_VERSION}; pass them by name: "
-                    f"{function.__name__}({', '.join(f'{n}=...' for n in names)}).",
-                    FutureWarning,
-                    stacklevel=2,
-                )
-                for name, value in zip(names, args, strict=True):
-                    if name in kwargs:
-                        raise TypeError(f"{function.__name__}() got `{name}` both by position and by name.")
-                    kwargs[name] = value
-            return function(**kwargs)
-
-        wrapper.__signature__ = signature  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
-
-
-def moved_module(
-    old: str, *new: str, names: tuple[str, ...] | None = None, stacklevel: int = 2
-) -> Callable[[str], Any]:
-    """The module `__getattr__` of a deprecated alias `old` whose names now live in the modules `new`.
-
-    Args:
-        old (`str`): the deprecated module's name (pass `__name__`).
-        *new (`str`): the modules that now hold the names, searched in order.
-        names (`tuple[str, ...]`, *optional*): only these names are forwarded (others raise `AttributeError` without
-            importing anything); by default every public name of the new modules is.
-        stacklevel (`int`, *optional*, defaults to `2`): where the warning points; 2 is the line doing the import
-            when the result is the module's `__getattr__` (add one per wrapper in between).
-
-    Examples:
-
-    >>> import warnings
-    >>> getter = moved_module("hf_dlp.old_loading", "hf_dlp.loading")
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     dtypes = getter("DTYPE_NAMES")
-    >>> dtypes[0], caught[0].category.__name__
-    ('auto', 'FutureWarning')
-    >>> print(caught[0].message)
-    Importing `DTYPE_NAMES` from `hf_dlp.old_loading` is deprecated and stops working in hf_dlp 0.3.0; import it from `hf_dlp.loading` instead.
-    """
-
-    def __getattr__(name: str) -> Any:
-        if name.startswith("__") or (names is not None and name not in names):
-            raise AttributeError(f"module {old!r} has no attribute {name!r}")
-        for module_name in new:
-            module = importlib.import_module(module_name)
-            if hasattr(module, name):
-                warnings.warn(
-                    f"Importing `{name}` from `{old}` is deprecated and stops working in hf_dlp {REMOVAL_VERSION}; "
-                    f"import it from `{_public_home(module_name, name)}` instead.",
-                    FutureWarning,
-                    stacklevel=stacklevel,
-                )
-                return getattr(module, name)
-        raise AttributeError(f"module {old!r} has no attribute {name!r}")
-
-    return __getattr__
-
-
-def _public_home(module_name: str, name: str) -> str:
-    """The package that re-exports `name` (e.g. `hf_dlp.training` for `hf_dlp.training.config`), else the module."""
-    package = module_name.rpartition(".")[0]
-    if package and name in getattr(importlib.import_module(package), "__all__", ()):
-        return package
-    return module_name
-
-
 __all__ = [
-    "REMOVAL_VERSION",
     "check_choice",
     "check_number",
     "check_output_dir",
     "check_sequence",
-    "keyword_only_models",
-    "moved_module",
-    "rename_argument",
 ]

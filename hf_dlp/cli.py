@@ -34,13 +34,14 @@ def make_parser() -> tuple[argparse.ArgumentParser, dict]:
     """
     parser = argparse.ArgumentParser(
         prog="hf-dlp",
+        allow_abbrev=False,  # a removed flag (`--base`) must fail, not resolve to `--base_model`
         description="Direction of RLVR updates: analyse, extrapolate and train with signed token log-prob differences.",
     )
     parser.add_argument("--version", action="version", version=f"hf-dlp {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     runners = {}
     for module in _command_modules():
-        subparser = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        subparser = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP, allow_abbrev=False)
         module.add_arguments(subparser)
         runners[module.NAME] = module.run
     return parser, runners

@@ -67,10 +67,10 @@ def check_same_vocabulary(base_tokenizer: PreTrainedTokenizerBase, rl_tokenizer:
 
 
 def common_vocab_size(
+    *,
     base_model: PreTrainedModel,
     rl_model: PreTrainedModel,
     vocab_size: int | None = None,
-    *,
     what: str = "`vocab_size`",
 ) -> int:
     """The number of real token ids both models score: `vocab_size` when given, else the shared output width.
@@ -80,7 +80,7 @@ def common_vocab_size(
     `ValueError` asking for the tokenizer's length. A `vocab_size` larger than either output layer raises too.
 
     Args:
-        base_model, rl_model (`PreTrainedModel`): the pair.
+        base_model, rl_model (`PreTrainedModel`): the pair, by name.
         vocab_size (`int`, *optional*): the number of real ids, usually `len(tokenizer)`.
         what (`str`, *optional*): how the caller spells the argument in the error (`"`vocab_size`"`, `"`tokenizer=`"`).
 
@@ -88,9 +88,9 @@ def common_vocab_size(
 
     >>> from hf_dlp.toy import build_tiny_causal_lm
     >>> a, b = build_tiny_causal_lm(size="nano"), build_tiny_causal_lm(size="nano", vocab_size=128)
-    >>> common_vocab_size(a, a), common_vocab_size(a, b, vocab_size=106)
+    >>> common_vocab_size(base_model=a, rl_model=a), common_vocab_size(base_model=a, rl_model=b, vocab_size=106)
     (106, 106)
-    >>> common_vocab_size(a, b)
+    >>> common_vocab_size(base_model=a, rl_model=b)
     Traceback (most recent call last):
     ...
     ValueError: The base and RL output layers differ (106 and 128 rows), so some rows are padding; pass `vocab_size` (the tokenizer's length, e.g. `len(tokenizer)`) to say which ids are real.
@@ -146,13 +146,13 @@ def check_model_devices(model: PreTrainedModel, argument: str = "model") -> None
         )
 
 
-def check_pair_devices(base_model: PreTrainedModel, rl_model: PreTrainedModel) -> None:
+def check_pair_devices(*, base_model: PreTrainedModel, rl_model: PreTrainedModel) -> None:
     """`check_model_devices` for both models of a pair, naming the one that cannot run (before any generation).
 
     Examples:
 
     >>> from hf_dlp.toy import build_tiny_causal_lm
-    >>> check_pair_devices(build_tiny_causal_lm(size="nano"), build_tiny_causal_lm(size="nano"))
+    >>> check_pair_devices(base_model=build_tiny_causal_lm(size="nano"), rl_model=build_tiny_causal_lm(size="nano"))
     """
     check_model_devices(base_model, "base_model")
     check_model_devices(rl_model, "rl_model")
@@ -176,9 +176,9 @@ def _load_causal_lm(source: str, dtype: str, device: str | None, device_map: Any
 
 
 def load_model_pair(
+    *,
     base_model: str | Path,
     rl_model: str | Path,
-    *,
     dtype: str = "auto",
     device: str | None = None,
     device_map: str | dict[str, Any] | None = None,
@@ -189,7 +189,7 @@ def load_model_pair(
     model offloaded to disk is refused (`check_pair_devices`).
 
     Args:
-        base_model, rl_model (`str` or `Path`): model folders or Hub ids.
+        base_model, rl_model (`str` or `Path`): model folders or Hub ids, by name.
         dtype (`str`, *optional*, defaults to `"auto"`): one of `hf_dlp.loading.DTYPE_NAMES` (`"auto"` keeps the
             checkpoints' dtype).
         device (`str`, *optional*): where to put both models; defaults to this process's device (`cuda:LOCAL_RANK`
@@ -210,10 +210,10 @@ def load_model_pair(
     >>> with contextlib.redirect_stdout(io.StringIO()):  # DeepSpeed may print a notice on the first save
     ...     build_tiny_causal_lm(size="nano").save_pretrained(folder)
     >>> _ = build_char_tokenizer().save_pretrained(folder)
-    >>> base, rl, tok = load_model_pair(folder, folder, dtype="bfloat16", device="cpu")
+    >>> base, rl, tok = load_model_pair(base_model=folder, rl_model=folder, dtype="bfloat16", device="cpu")
     >>> base.dtype, len(tok)
     (torch.bfloat16, 106)
-    >>> base, rl, tok = load_model_pair(folder, folder, dtype="float32", device_map={"": "cpu"})
+    >>> base, rl, tok = load_model_pair(base_model=folder, rl_model=folder, dtype="float32", device_map={"": "cpu"})
     >>> base.device.type, rl.dtype
     ('cpu', torch.float32)
     """
@@ -230,7 +230,7 @@ def load_model_pair(
     check_same_vocabulary(tokenizer, rl_tokenizer)
     base = _load_causal_lm(base_model, dtype, device, device_map)
     rl = _load_causal_lm(rl_model, dtype, device, device_map)
-    check_pair_devices(base, rl)
+    check_pair_devices(base_model=base, rl_model=rl)
     return base, rl, tokenizer
 
 

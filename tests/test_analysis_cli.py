@@ -49,16 +49,16 @@ def test_scores_a_response_file(model_dirs, response_file, tmp_path, capsys):
     assert report["num_responses"] == {"base": 1, "rl": 2}
 
 
-def test_old_flags_still_work_with_a_warning(model_dirs, response_file, tmp_path, capsys):
-    with pytest.warns(FutureWarning) as caught:
-        code = main(
-            ["analyze", "--base", str(model_dirs[0]), "--rl", str(model_dirs[1]), "--dataset", str(response_file),
-             "--output-dir", str(tmp_path / "out"), "--top-k", "20", "--no_plots"]
-        )  # fmt: skip
-    assert code == 0
-    messages = " ".join(str(w.message) for w in caught)
-    assert "use `--base_model`" in messages and "use `--rl_model`" in messages and "use `--logprobs_top_k`" in messages
-    assert json.loads((tmp_path / "out" / "analysis.json").read_text())["settings"]["logprobs_top_k"] == 20
+@pytest.mark.parametrize(
+    "old, new", [("--base", "--base_model"), ("--rl", "--rl_model"), ("--top-k", "--logprobs_top_k")]
+)
+def test_flags_removed_in_0_3_are_refused(old, new, model_dirs, response_file, tmp_path, capsys):
+    flags = {"--base_model": str(model_dirs[0]), "--rl_model": str(model_dirs[1]), "--logprobs_top_k": "20"}
+    argv = [item for flag, value in flags.items() for item in ((old if flag == new else flag), value)]
+    with pytest.raises(SystemExit) as error:
+        main(["analyze", *argv, "--dataset", str(response_file), "--output_dir", str(tmp_path / "out")])
+    assert error.value.code == 2 and old in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_samples_when_there_is_no_response_column(model_dirs, tmp_path, capsys):
@@ -75,8 +75,10 @@ def test_samples_when_there_is_no_response_column(model_dirs, tmp_path, capsys):
 
 
 def test_missing_model_flags_are_reported(tmp_path, capsys):
-    assert main(["analyze", "--dataset", "toy", "--output_dir", str(tmp_path)]) == 2
-    assert "required: --base_model, --rl_model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:
+        main(["analyze", "--dataset", "toy", "--output_dir", str(tmp_path)])
+    assert error.value.code == 2
+    assert "required: --base_model/--base-model, --rl_model/--rl-model" in capsys.readouterr().err
 
 
 def test_bad_output_dir_fails_before_any_model_loads(tmp_path):

@@ -301,7 +301,7 @@ def test_bad_inputs(model_pair, char_tokenizer):
         compute_token_metrics(**pair, input_ids=ids, vocab_size=200)
     with pytest.raises(ValueError, match=r"token id 120, outside the scored vocabulary \(106 ids"):
         compute_token_metrics(**pair, input_ids=torch.tensor([[7, 120]]), tokenizer=char_tokenizer)
-    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['topk'\]"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'topk'"):
         compute_token_metrics(**scored, topk=5)
 
 
@@ -313,46 +313,36 @@ def test_numpy_and_tensor_scalars_are_accepted(model_pair, char_tokenizer):
     torch.testing.assert_close(scalars.delta_logp, plain.delta_logp, atol=0, rtol=0)
 
 
-def test_old_positional_call_and_top_k_still_work_with_a_warning(model_pair, char_tokenizer):
+def test_positional_pair_and_top_k_are_refused(model_pair, char_tokenizer):
+    """Removed in hf_dlp 0.3.0: the positional pair and `top_k` (now `logprobs_top_k`)."""
     base, rl = model_pair
     input_ids, attention_mask, completion = _batch(char_tokenizer, "left").values()
-    new = compute_token_metrics(
-        base_model=base,
-        rl_model=rl,
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        completion_mask=completion,
-        logprobs_top_k=5,
-        vocab_size=len(char_tokenizer),
-    )
-    with pytest.warns(FutureWarning, match=r"base_model, rl_model, input_ids.* by position is deprecated.*0\.3\.0"):
-        old = compute_token_metrics(
-            base, rl, input_ids, attention_mask, completion, vocab_size=len(char_tokenizer), logprobs_top_k=5
-        )
-    with pytest.warns(FutureWarning, match="`top_k` is deprecated .* use `logprobs_top_k` instead"):
-        renamed = compute_token_metrics(
-            base_model=base, rl_model=rl, **_batch(char_tokenizer, "left"), top_k=5, vocab_size=len(char_tokenizer)
-        )
-    for name in METRIC_NAMES:
-        torch.testing.assert_close(old[name], new[name], atol=0, rtol=0)
-        torch.testing.assert_close(renamed[name], new[name], atol=0, rtol=0)
-    with pytest.raises(TypeError, match="got both `top_k` \\(deprecated\\) and `logprobs_top_k`"):
-        compute_token_metrics(base_model=base, rl_model=rl, input_ids=input_ids, top_k=5, logprobs_top_k=4)
+    with pytest.raises(TypeError, match="positional argument"):
+        compute_token_metrics(base, rl, input_ids, attention_mask, completion)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'top_k'"):
+        compute_token_metrics(base_model=base, rl_model=rl, input_ids=input_ids, top_k=5)
 
 
 def test_minus_infinity_logits_give_finite_metrics():
-    from hf_dlp.analysis.metrics import _exact_chunk, _normalise_
+    from hf_dlp.divergence import LOG_FLOOR, normalize_logits_, pair_metrics
 
     logits = torch.randn(4, 2, 10)
     logits[:, 0, 7:] = float("-inf")  # e.g. banned ids: zero probability, yet entropy and KL stay finite
-    base_lp, base_p = _normalise_(logits[:, 0].clone())
-    rl_lp, rl_p = _normalise_(logits[:, 1].clone())
-    chunk = _exact_chunk(base_lp, base_p, rl_lp, rl_p, torch.tensor([0, 1, 2, 3]))
+    base_lp, base_p = normalize_logits_(logits[:, 0].clone())
+    rl_lp, rl_p = normalize_logits_(logits[:, 1].clone())
+    chunk = pair_metrics(base_lp, rl_lp, torch.tensor([0, 1, 2, 3]), base_probs=base_p, rl_probs=rl_p)
     base = torch.distributions.Categorical(logits=logits[:, 0, :7])
     torch.testing.assert_close(chunk["base_entropy"], base.entropy())
     kl = F.kl_div(F.log_softmax(logits[:, 1], -1)[:, :7], base.logits, log_target=True, reduction="none").sum(-1)
     torch.testing.assert_close(chunk["kl_base_rl"], kl)
-    assert (chunk["kl_rl_base"] > 1e30).all()  # KL(RL‖base) is truly infinite there: it comes out huge, not nan
+    # KL(RL‖base) is truly infinite there: with the one floor of `hf_dlp.divergence` it is the finite, huge value
+    # that reads log π_base as LOG_FLOOR on the banned ids.
+    rl_log = F.log_softmax(logits[:, 1], -1)
+    floored_base = torch.where(
+        logits[:, 0].isinf(), torch.full_like(rl_log, LOG_FLOOR), F.log_softmax(logits[:, 0], -1)
+    )
+    torch.testing.assert_close(chunk["kl_rl_base"], (rl_log.exp() * (rl_log - floored_base)).sum(-1))
+    assert (chunk["kl_rl_base"] > 100).all() and chunk["kl_rl_base"].isfinite().all()
 
 
 def _peak_new_tensor_bytes(fn, existing: list[torch.Tensor]) -> int:

@@ -178,37 +178,28 @@ def test_generation_config_and_keyword_overrides(pair, char_tokenizer):
     assert all(len(char_tokenizer(r).input_ids) <= 5 for r in responses["response"])
 
 
-def test_old_calls_still_work_with_a_warning(pair, char_tokenizer, sampled):
+def test_spellings_removed_in_0_3_are_refused(pair, char_tokenizer, sampled):
+    """Positional pairs, `top_k` for `logprobs_top_k` and `base=`/`rl=` are plain `TypeError`s since hf_dlp 0.3.0."""
     base, rl = pair
     data = sampled.select(range(4))
-    new = analyze_responses(**_models(pair, char_tokenizer), dataset=data, logprobs_top_k=5, progress=False)
-    with pytest.warns(FutureWarning, match="by position is deprecated"):
-        positional = analyze_responses(base, rl, char_tokenizer, data, logprobs_top_k=5, progress=False)
-    with pytest.warns(FutureWarning, match="`top_k` is deprecated in analyze_responses"):
-        renamed = analyze_responses(**_models(pair, char_tokenizer), dataset=data, top_k=5, progress=False)
-    for report in (positional, renamed):
-        torch.testing.assert_close(report.token_values["delta_logp"], new.token_values["delta_logp"])
-    assert new.settings["logprobs_top_k"] == 5
-    with pytest.warns(FutureWarning, match="by position is deprecated"):
+    with pytest.raises(TypeError, match="positional argument"):
+        analyze_responses(base, rl, char_tokenizer, data, progress=False)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'top_k'"):
+        analyze_responses(**_models(pair, char_tokenizer), dataset=data, top_k=5, progress=False)
+    with pytest.raises(TypeError, match="positional argument"):
         generate_responses(base, rl, char_tokenizer, PROMPTS[:1], num_samples=1, max_new_tokens=3, progress=False)
-    with pytest.warns(FutureWarning, match="by position is deprecated"):
-        analyze_model_pair(
-            base, rl, PROMPTS[:1], tokenizer=char_tokenizer, num_samples=1, max_new_tokens=3, progress=False
-        )
-    with pytest.warns(FutureWarning) as caught:
-        report = analyze_model_pair(
-            base=base,
-            rl=rl,
-            prompts=PROMPTS[:1],
-            tokenizer=char_tokenizer,
-            num_samples=1,
-            max_new_tokens=3,
-            top_k=5,
-            progress=False,
-        )
-    messages = " ".join(str(w.message) for w in caught)
-    assert "use `base_model`" in messages and "use `rl_model`" in messages and "use `logprobs_top_k`" in messages
-    assert report.settings["logprobs_top_k"] == 5
+    with pytest.raises(TypeError, match="positional argument"):
+        analyze_model_pair(base, rl, PROMPTS[:1], tokenizer=char_tokenizer, num_samples=1, progress=False)
+    with pytest.raises(TypeError, match="missing 2 required keyword-only arguments: 'base_model' and 'rl_model'"):
+        analyze_model_pair(base=base, rl=rl, prompts=PROMPTS[:1], tokenizer=char_tokenizer, progress=False)
+
+
+def test_top_k_of_analyze_model_pair_is_the_sampling_setting(pair, char_tokenizer):
+    """`top_k=` goes to `generate` like the other sampling keywords; the scoring approximation is `logprobs_top_k`."""
+    report = analyze_model_pair(
+        **_models(pair, char_tokenizer), prompts=PROMPTS[:1], num_samples=1, max_new_tokens=3, top_k=5, progress=False
+    )
+    assert report.settings["top_k"] == 5 and report.settings["logprobs_top_k"] is None
 
 
 def test_mismatched_tokenizer_is_refused(pair, char_tokenizer):

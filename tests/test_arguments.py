@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 
@@ -12,14 +11,7 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from hf_dlp.arguments import (
-    check_choice,
-    check_number,
-    check_output_dir,
-    check_sequence,
-    keyword_only_models,
-    rename_argument,
-)
+from hf_dlp.arguments import check_choice, check_number, check_output_dir, check_sequence
 from hf_dlp.commands._options import add_option
 from hf_dlp.generation import (
     check_left_padding,
@@ -30,7 +22,7 @@ from hf_dlp.generation import (
     sample_completions,
 )
 from hf_dlp.loading import check_model_source, load_causal_lm, load_dataset_spec, load_tokenizer
-from hf_dlp.model_pair import check_same_vocabulary, common_vocab_size, load_model_pair
+from hf_dlp.model_pair import check_pair_devices, check_same_vocabulary, common_vocab_size, load_model_pair
 from hf_dlp.toy import build_char_tokenizer, build_tiny_causal_lm
 
 # ----------------------------------------------------------------------------------------------- numbers, lists
@@ -92,33 +84,6 @@ def test_output_dir_is_checked_before_work(tmp_path):
         check_output_dir("output_dir", tmp_path / "file")
     with pytest.raises(ValueError, match=r"`output_dir` \(.*file/sub'\) cannot be created: .* Choose another folder"):
         check_output_dir("output_dir", tmp_path / "file" / "sub")
-
-
-# ----------------------------------------------------------------------------------------------- deprecations
-
-
-def test_rename_argument_warns_forwards_and_refuses_both():
-    kwargs = {"top_k": 5}
-    with pytest.warns(FutureWarning, match=r"`top_k` is deprecated in f\(\) .* hf_dlp 0\.3\.0; use `logprobs_top_k`"):
-        rename_argument(kwargs, "top_k", "logprobs_top_k", where="f()")
-    assert kwargs == {"logprobs_top_k": 5}
-    rename_argument(kwargs, "top_k", "logprobs_top_k", where="f()")  # nothing to rename: silent
-    with pytest.raises(TypeError, match="f\\(\\) got both `top_k` \\(deprecated\\) and `logprobs_top_k`"):
-        rename_argument({"top_k": 5, "logprobs_top_k": 4}, "top_k", "logprobs_top_k", where="f()")
-
-
-def test_keyword_only_models_keeps_old_positional_calls_and_the_signature():
-    @keyword_only_models("base_model", "rl_model")
-    def pair(*, base_model, rl_model, scale=1):
-        return base_model, rl_model, scale
-
-    assert list(inspect.signature(pair).parameters) == ["base_model", "rl_model", "scale"]
-    with pytest.warns(FutureWarning, match=r"pair\(base_model=\.\.\., rl_model=\.\.\.\)"):
-        assert pair("b", "r", scale=2) == ("b", "r", 2)
-    with pytest.raises(TypeError, match="takes at most 2 positional arguments"):
-        pair("b", "r", 3)
-    with pytest.raises(TypeError, match="got `base_model` both by position and by name"), pytest.warns(FutureWarning):
-        pair("b", base_model="x", rl_model="r")
 
 
 # ----------------------------------------------------------------------------------------------- generation
@@ -189,12 +154,23 @@ def test_sample_completions_accepts_scalars_and_checks_the_tokenizer(char_tokeni
 
 def test_common_vocab_size_refuses_differing_heads_without_a_length():
     small, padded = build_tiny_causal_lm(size="nano"), build_tiny_causal_lm(size="nano", vocab_size=128)
-    assert common_vocab_size(small, small) == 106
-    assert common_vocab_size(small, padded, np.int64(100)) == 100
+    assert common_vocab_size(base_model=small, rl_model=small) == 106
+    assert common_vocab_size(base_model=small, rl_model=padded, vocab_size=np.int64(100)) == 100
     with pytest.raises(ValueError, match=r"differ \(106 and 128 rows\), so some rows are padding; pass `vocab_size`"):
-        common_vocab_size(small, padded)
+        common_vocab_size(base_model=small, rl_model=padded)
     with pytest.raises(ValueError, match=r"`vocab_size` must be an integer <= 106, got 128. The models have 106"):
-        common_vocab_size(small, padded, 128)
+        common_vocab_size(base_model=small, rl_model=padded, vocab_size=128)
+
+
+def test_model_pair_functions_refuse_a_positional_pair():
+    """Since hf_dlp 0.3.0 the pair is keyword-only everywhere, so it can never be swapped silently."""
+    model = build_tiny_causal_lm(size="nano")
+    with pytest.raises(TypeError, match="positional argument"):
+        common_vocab_size(model, model)
+    with pytest.raises(TypeError, match="positional argument"):
+        check_pair_devices(model, model)
+    with pytest.raises(TypeError, match="positional argument"):
+        load_model_pair("./no/such/base", "./no/such/rl")
 
 
 def test_load_model_pair_refuses_a_mismatched_tokenizer_before_any_weights(tmp_path, char_tokenizer):
@@ -205,11 +181,11 @@ def test_load_model_pair_refuses_a_mismatched_tokenizer_before_any_weights(tmp_p
     other = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "<unk>": 1}, "<unk>")))
     other.save_pretrained(tmp_path / "rl")
     with pytest.raises(ValueError, match="base and RL tokenizers differ on 1 of their 2 shared ids"):
-        load_model_pair(tmp_path / "base", tmp_path / "rl", device="cpu")
+        load_model_pair(base_model=tmp_path / "base", rl_model=tmp_path / "rl", device="cpu")
     with pytest.raises(FileNotFoundError, match="`rl_model`: the local path './no/such/rl' does not exist"):
-        load_model_pair(tmp_path / "base", "./no/such/rl")
+        load_model_pair(base_model=tmp_path / "base", rl_model="./no/such/rl")
     with pytest.raises(ValueError, match=r"`dtype` must be one of .* got 'fp8'"):
-        load_model_pair(tmp_path / "base", tmp_path / "base", dtype="fp8")
+        load_model_pair(base_model=tmp_path / "base", rl_model=tmp_path / "base", dtype="fp8")
     assert check_same_vocabulary(char_tokenizer, load_tokenizer(tmp_path / "base")) == len(char_tokenizer)
 
 
@@ -262,17 +238,27 @@ def test_missing_columns_and_scalar_limits(tmp_path):
 # ----------------------------------------------------------------------------------------------- CLI options
 
 
-def test_add_option_spellings_deprecations_and_types():
+def test_add_option_spellings_and_types(capsys):
     parser = argparse.ArgumentParser()
-    add_option(parser, "base_model", deprecated=("base",))
-    add_option(parser, "logprobs_top_k", deprecated=("top_k",), type=int)
+    add_option(parser, "base_model", required=True)
+    add_option(parser, "logprobs_top_k", type=int)
     add_option(parser, "dtype", default="auto", choices=("auto", "bfloat16"))
-    assert parser.parse_args(["--base-model", "a", "--logprobs_top_k", "5"]).logprobs_top_k == 5
-    with pytest.warns(FutureWarning, match="`--top-k` is deprecated .* use `--logprobs_top_k`"):
-        assert parser.parse_args(["--top-k", "7"]).logprobs_top_k == 7  # converted like the new flag
-    with pytest.raises(SystemExit), pytest.warns(FutureWarning):
-        parser.parse_args(["--top_k", "seven"])
+    args = parser.parse_args(["--base-model", "a", "--logprobs-top-k", "5"])
+    assert (args.base_model, args.logprobs_top_k, args.dtype) == ("a", 5, "auto")
     with pytest.raises(SystemExit):
-        parser.parse_args(["--dtype", "fp8"])
-    with pytest.raises(ValueError, match="cannot be `required`"):
-        add_option(parser, "rl_model", deprecated=("rl",), required=True)
+        parser.parse_args(["--base_model", "a", "--logprobs_top_k", "seven"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--base_model", "a", "--dtype", "fp8"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--logprobs_top_k", "5"])
+    assert "the following arguments are required: --base_model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--base", "--top_k", "--top-k"])
+def test_add_option_refuses_the_spellings_removed_in_0_3(flag, capsys):
+    parser = argparse.ArgumentParser()
+    add_option(parser, "base_model")
+    add_option(parser, "logprobs_top_k", type=int)
+    with pytest.raises(SystemExit):
+        parser.parse_args([flag, "7"])
+    assert "error:" in capsys.readouterr().err

@@ -4,7 +4,8 @@
   blocks are documentation, not logic).
 - One package per capability (`analysis`, `extrapolation`, `training`) with shared foundations below them: a capability
   never imports another one, nor the layers above them (`sweeps`, `demo`, `commands`); `analysis` and
-  `extrapolation` do not import `evaluation` either.
+  `extrapolation` do not import `evaluation` either. `importlib.import_module` calls count as imports.
+- No import cycles, apart from imports inside `TYPE_CHECKING` blocks.
 """
 
 from __future__ import annotations
@@ -41,16 +42,33 @@ def _function_lengths(tree: ast.AST):
             yield node.name, node.lineno, node.end_lineno - node.lineno + 1 - docstring_lines
 
 
-def _imported_modules(path: Path) -> set[str]:
-    """Absolute names of every hf_dlp module `path` imports, at module level or inside functions."""
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """The ids of the nodes inside `if TYPE_CHECKING:` blocks (imports for annotations only, never run)."""
+    inside = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            inside.update(id(child) for child in ast.walk(node))
+    return inside
+
+
+def _imported_modules(path: Path, *, type_checking: bool = True) -> set[str]:
+    """Absolute names of every hf_dlp module `path` imports, at module level or inside functions, with `import`
+    statements or `importlib.import_module("hf_dlp....")`; `type_checking=False` leaves out `TYPE_CHECKING` blocks."""
     package_parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     if package_parts[-1] == "__init__":
         package_parts = package_parts[:-1]
     else:
         package_parts = package_parts[:-1]
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
+    tree = ast.parse(path.read_text())
+    skipped = set() if type_checking else _type_checking_nodes(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("import_module") and node.args:
+            if isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value)
+        elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -101,6 +119,59 @@ def test_foundations_import_no_capability():
     }
     found = {module: names for module, names in found.items() if names}
     assert not found, f"foundation modules import capabilities: {found}"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_cycles() -> list[list[str]]:
+    """The strongly connected groups of hf_dlp modules (Tarjan) in the graph of run-time imports."""
+    modules = {_module_name(path): path for path in MODULES}
+    graph = {
+        name: {m for m in _imported_modules(path, type_checking=False) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for child in graph[node]:
+            if child not in index:
+                visit(child)
+                low[node] = min(low[node], low[child])
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+        if low[node] == index[node]:
+            group = []
+            while not group or group[-1] != node:
+                group.append(stack.pop())
+                on_stack.discard(group[-1])
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for name in graph:
+        if name not in index:
+            visit(name)
+    return cycles
+
+
+def test_the_import_graph_has_no_cycles():
+    """No two modules import each other, directly or through others, at run time (function-level and
+    `importlib.import_module` imports count; `TYPE_CHECKING` blocks do not)."""
+    assert not _import_cycles()
+
+
+def test_importlib_imports_are_seen(tmp_path, monkeypatch):
+    assert "hf_dlp.sweeps" not in _imported_modules(PACKAGE / "extrapolation" / "__init__.py")  # the 0.2 shim is gone
+    probe = tmp_path / "hf_dlp" / "analysis" / "probe.py"
+    probe.parent.mkdir(parents=True)
+    probe.write_text('import importlib\n\nimportlib.import_module("hf_dlp.sweeps")\n')
+    monkeypatch.setitem(globals(), "PACKAGE", tmp_path / "hf_dlp")
+    assert _imported_modules(probe) == {"hf_dlp.sweeps"}
 
 
 PUBLIC_PACKAGES = (

@@ -80,10 +80,12 @@ def test_report_records_the_environment_and_logs_go_to_a_file(quick_demo):
 
 
 def test_report_numbers_match_the_json_results(quick_demo):
+    from hf_dlp.demo.curves import model_label
+
     _, results, report = quick_demo
     for name, evaluation in results["evaluation"].items():
         k = evaluation["num_samples"]
-        row = next(line for line in report.splitlines() if line.startswith(f"| {name} |"))
+        row = next(line for line in report.splitlines() if line.startswith(f"| {model_label(name)} |"))
         assert f"{100 * evaluation['avg_at_k']:.1f} ±" in row
         assert f"| {100 * evaluation['pass_at_k'][str(k)]:.1f} |" in row + " "
     delta = results["analysis"]["separation"]["delta_logp"]
@@ -137,8 +139,16 @@ def test_the_shipped_numbers_are_for_the_default_toy_demo():
 def test_demo_config_validation():
     with pytest.raises(ValueError, match="must start with 'none'"):
         DemoConfig(methods=("low_prob",))
-    with pytest.raises(ValueError, match=r"`methods` must be one of .*got 'fancy'"):
+    with pytest.raises(ValueError, match=r"`methods`: 'fancy' is not a weighting.*register_token_weighting"):
         DemoConfig(methods=("none", "fancy"))
+    assert DemoConfig(methods=("none", "reshape_reversed")).methods == ("none", "low_prob")  # the authors' name
+    from hf_dlp import register_token_weighting
+
+    @register_token_weighting("demo_config_test_weighting")
+    def flat(old_log_probs, advantages, masks, config):
+        return old_log_probs * 0 + 1
+
+    assert DemoConfig(methods=("none", "demo_config_test_weighting")).methods[1] == "demo_config_test_weighting"
     with pytest.raises(ValueError, match="`methods` must be a list of reweighting methods, got the string"):
         DemoConfig(methods="none")
     with pytest.raises(ValueError, match="`num_generations` must be an integer >= 2"):
@@ -178,6 +188,27 @@ def test_overwrite_redoes_only_the_stages_whose_settings_changed(quick_demo, tmp
     assert json.loads((copy / "results.json").read_text())["run_fingerprint"] == changed["run_fingerprint"]
 
 
+def test_each_generator_gets_its_own_taus_and_the_replacement_sweeps_references(quick_demo, tmp_path):
+    output, results, _ = quick_demo
+    copy = tmp_path / "demo"
+    shutil.copytree(output, copy)
+    settings = {**results["config"], "methods": tuple(results["config"]["methods"]), "output_dir": str(copy)}
+    taus = {"rl": [-0.05], "base": [-0.6]}
+    changed = run_demo(DemoConfig(**{**settings, "extrapolation_taus": taus}), overwrite=True)
+    assert "5a. replacement sweep" in changed["reused_stages"]
+    for generator, sweep in changed["extrapolation"].items():
+        assert {row["tau"] for row in sweep["rows"]} == set(taus[generator])
+        assert sweep["references"] == changed["replacement"]["references"]
+    assert DemoConfig(extrapolation_taus=taus).taus_for("base") == [-0.6]
+    assert DemoConfig(extrapolation_taus=[-0.3]).taus_for("rl") == [-0.3]
+    with pytest.raises(
+        ValueError, match=r"`extrapolation_taus` given per generator must have the keys \('rl', 'base'\)"
+    ):
+        DemoConfig(extrapolation_taus={"rl": [-0.1]})
+    with pytest.raises(ValueError, match=r"`extrapolation_taus\['base'\]` must be a list of thresholds"):
+        DemoConfig(extrapolation_taus={"rl": [-0.1], "base": "-0.5"})
+
+
 def test_an_interrupted_run_resumes_without_mixing(tmp_path, monkeypatch):
     from hf_dlp.demo import pipeline
 
@@ -198,6 +229,31 @@ def test_an_interrupted_run_resumes_without_mixing(tmp_path, monkeypatch):
     )
     assert "4. analysis" not in resumed["reused_stages"]
     assert (tmp_path / "demo" / "report.md").exists()
+
+
+def test_an_interrupted_sweep_keeps_its_finished_cells(tmp_path, monkeypatch):
+    from hf_dlp.sweeps import sweep as sweep_module
+
+    config = DemoConfig(output_dir=str(tmp_path / "demo"), seed=8).quick_version()
+    evaluate, calls = sweep_module.evaluate_model, []
+
+    def fails_in_the_second_cell(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "evaluate_model", fails_in_the_second_cell)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(config)
+    cells = tmp_path / "demo" / "replacement" / "cells"
+    (finished,) = cells.glob("*.json")
+    stamp = finished.stat().st_mtime_ns
+    monkeypatch.undo()
+    resumed = run_demo(config)
+    assert "5a. replacement sweep" not in resumed["reused_stages"]
+    assert finished.stat().st_mtime_ns == stamp  # the finished cell was reused, not recomputed
+    assert len(list(cells.glob("*.json"))) == len(resumed["replacement"]["rows"]) + 2
 
 
 def test_an_interrupted_evaluation_keeps_the_models_it_evaluated(tmp_path, monkeypatch):
@@ -222,7 +278,19 @@ def test_an_interrupted_evaluation_keeps_the_models_it_evaluated(tmp_path, monke
     assert set(resumed["evaluation"]) == {"base", "none", "low_prob"}
 
 
-@pytest.mark.parametrize("name", ["toy", "smollm2", "qwen2.5-math-7b", "dapo-qwen-32b", "orz-32b", "unireason-14b"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "toy",
+        "smollm2",
+        "smollm2-seeds",
+        "smollm2-fig4",
+        "qwen2.5-math-7b",
+        "dapo-qwen-32b",
+        "orz-32b",
+        "unireason-14b",
+    ],
+)
 def test_every_preset_is_a_valid_config_with_the_papers_settings(name):
     from hf_dlp.demo.presets import demo_preset
 
@@ -232,6 +300,15 @@ def test_every_preset_is_a_valid_config_with_the_papers_settings(name):
     if name.endswith(("32b", "14b")):  # the Fig. 4 pairs: given RL models, AIME Avg@32, the released γ/τ
         assert config.rl_model and config.methods == ("none",) and config.sweep_samples == 32
         assert config.top_p == 0.7 and config.max_completion_length == 20000
+    if name == "smollm2-fig4":  # issue 20: Fig. 4's γ grid, a τ per generator, at least 128 problems × 4 samples
+        assert config.extrapolation_gammas == [0.0, 0.1, 0.3, 0.5] and set(config.extrapolation_taus) == {"rl", "base"}
+        assert config.sweep_problems >= 128 and config.sweep_samples >= 4 and config.seeds == 1
+        seeds = demo_preset("smollm2-seeds")  # the same training and evaluation as the 4-seed run's seed 0
+        assert (config.learning_rate, config.train_steps, config.eval_problems) == (
+            seeds.learning_rate,
+            seeds.train_steps,
+            seeds.eval_problems,
+        )
     expected = {"dapo-qwen-32b": (0.05, -0.3), "orz-32b": (0.1, -0.4), "unireason-14b": (0.1, -0.35)}
     if name in expected:
         gamma, tau = expected[name]

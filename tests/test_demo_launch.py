@@ -27,6 +27,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _rounded(value, decimals: int = 4):
+    """`value` with every float rounded: the swaps' recorded Δlog p come from one-token or k-token forwards, whichever
+    `block_size="auto"` timed faster in that process, and the two round differently in the last bits (the tokens,
+    the selections and every accuracy are exact either way, and compared exactly before rounding matters)."""
+    if isinstance(value, float):
+        return round(value, decimals)
+    if isinstance(value, dict):
+        return {key: _rounded(item, decimals) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item, decimals) for item in value]
+    return value
+
+
 def _run(command: list[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -53,5 +66,6 @@ def test_two_processes_reproduce_the_demos_shared_stages(tmp_path):
     sweeps = [(one["replacement"], two["replacement"])]
     sweeps += [(one["extrapolation"][role], two["extrapolation"][role]) for role in ("rl", "base")]
     for first, second in sweeps:  # the settings name the models' folders, which differ between the two runs
-        assert (second["rows"], second["references"]) == (first["rows"], first["references"])
+        assert second["references"] == first["references"]
+        assert _rounded(second["rows"]) == _rounded(first["rows"])
     assert (double / "report.md").exists() and (double / "analysis" / "analysis.json").exists()

@@ -193,7 +193,7 @@ def test_models_that_cannot_run_are_refused_before_any_generation(pair):
     with torch.device("meta"):
         empty = build_tiny_causal_lm(size="nano")
     with pytest.raises(ValueError, match="`rl_model` has weights on the `meta` device"):
-        check_pair_devices(pair["base_model"], empty)
+        check_pair_devices(base_model=pair["base_model"], rl_model=empty)
     offloaded = build_tiny_causal_lm(size="nano")
     offloaded.hf_device_map = {"model.embed_tokens": "cpu", "model.layers.0": "disk"}
     with pytest.raises(ValueError, match="`base_model` has layers offloaded to disk"):
@@ -203,7 +203,8 @@ def test_models_that_cannot_run_are_refused_before_any_generation(pair):
 
 
 def test_load_model_pair_places_with_device_map(tiny_model_dir):
-    base, rl, _ = load_model_pair(tiny_model_dir, tiny_model_dir, dtype="float32", device_map={"": "cpu"})
+    folders = {"base_model": tiny_model_dir, "rl_model": tiny_model_dir}
+    base, rl, _ = load_model_pair(**folders, dtype="float32", device_map={"": "cpu"})
     assert base.device.type == rl.device.type == "cpu"
     with pytest.raises(ValueError, match="Give `device` .* or `device_map`"):
-        load_model_pair(tiny_model_dir, tiny_model_dir, device="cpu", device_map="auto")
+        load_model_pair(**folders, device="cpu", device_map="auto")

@@ -29,3 +29,87 @@ def test_docs_code_blocks_run(page, tmp_path, monkeypatch):
         compiled = compile(code, f"{page.name}, block {index + 1}", "exec")
         if not skip:
             exec(compiled, namespace)  # noqa: S102 (the documentation's own examples)
+
+
+SHELL_BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
+YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
+MARKDOWN = sorted([*DOCS.glob("*.md"), DOCS.parent / "README.md"])
+
+
+def _hf_dlp_commands(text: str) -> list[list[str]]:
+    """The `hf-dlp ...` and `... -m hf_dlp.cli ...` command lines of a page's shell blocks, as argument lists."""
+    import shlex
+
+    commands = []
+    for block in SHELL_BLOCK.findall(text):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if "hf-dlp" in words:
+                commands.append(words[words.index("hf-dlp") + 1 :])
+            elif "hf_dlp.cli" in words:
+                commands.append(words[words.index("hf_dlp.cli") + 1 :])
+    return commands
+
+
+@pytest.mark.parametrize("page", MARKDOWN, ids=[page.name for page in MARKDOWN])
+def test_docs_shell_commands_parse(page):
+    """Every `hf-dlp` command line of the docs and the README is one the CLI accepts (parsed, not run)."""
+    from hf_dlp.cli import make_parser
+
+    parser, _ = make_parser()
+    for words in _hf_dlp_commands(page.read_text()):
+        if words[:1] == ["train"]:  # recipe flags are `ReweightedGRPOConfig` fields, checked by the train command
+            args, _ = parser.parse_known_args(words)
+        else:
+            try:
+                args = parser.parse_args(words)
+            except SystemExit as error:
+                raise AssertionError(f"{page.name}: `hf-dlp {' '.join(words)}` does not parse") from error
+        assert args.command == words[0]
+
+
+def test_docs_shell_commands_are_found():
+    commands = [words for page in MARKDOWN for words in _hf_dlp_commands(page.read_text())]
+    assert {"analyze", "demo", "extrapolate", "replace", "train"} <= {words[0] for words in commands}
+
+
+@pytest.mark.parametrize("page", [p for p in MARKDOWN if "```yaml" in p.read_text()])
+def test_docs_yaml_recipes_name_config_fields(page):
+    """A YAML block of the docs is a training recipe: every key is a `ReweightedGRPOConfig` field."""
+    import dataclasses
+
+    import yaml
+
+    from hf_dlp import ReweightedGRPOConfig
+
+    fields = {field.name for field in dataclasses.fields(ReweightedGRPOConfig)}
+    for block in YAML_BLOCK.findall(page.read_text()):
+        recipe = yaml.safe_load(block)
+        assert isinstance(recipe, dict) and recipe
+        assert set(recipe) <= fields, f"{page.name}: unknown recipe keys {sorted(set(recipe) - fields)}"
+
+
+def test_readme_python_blocks_compile_and_their_imports_exist():
+    """The README's blocks use Hub models, so they are not run; they compile, and every name they import exists."""
+    import ast
+
+    blocks = re.findall(r"```python\n(.*?)```", (DOCS.parent / "README.md").read_text(), re.DOTALL)
+    assert len(blocks) >= 3
+    for index, code in enumerate(blocks):
+        tree = ast.parse(code, f"README.md, block {index + 1}")
+        imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        assert imports, f"README.md block {index + 1} imports nothing from hf_dlp"
+        exec(compile(ast.Module(body=imports, type_ignores=[]), "README.md", "exec"), {})  # noqa: S102
+
+
+README_RUNS = {"toy": "toy (seed 0)"}
+
+
+def test_the_readme_claims_table_is_the_shipped_runs_claims():
+    """The README's claims table is rendered from the headline numbers shipped for the run it reports, so a
+    verdict or a number there cannot drift from the run that produced it."""
+    from hf_dlp.demo.claims import claims_side_by_side
+    from hf_dlp.demo.expected import load_expected
+
+    runs = {label: load_expected(preset)["claims"] for preset, label in README_RUNS.items()}
+    assert claims_side_by_side(runs) in (DOCS.parent / "README.md").read_text()

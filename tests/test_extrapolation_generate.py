@@ -119,19 +119,25 @@ def test_generator_role_must_match_the_model_given(pair):
     ExtrapolationLogitsProcessor(rl_model=rl, config=ExtrapolationConfig(generator="base"))
 
 
-# --- the candidate-set rename: top_k -> candidate_top_k -------------------------------------------------------------
-def test_top_k_keyword_is_still_the_candidate_set_with_a_future_warning(pair, batch):
+# --- the candidate set is `candidate_top_k`; `top_k` is generate's own (hf_dlp 0.3.0) --------------------------------
+def test_top_k_keyword_is_generates_own_top_k(pair, batch):
     rl, base = pair
-    kwargs = dict(base_model=base, gamma=0.5, tau=2.0, **batch, max_new_tokens=6, do_sample=False)
-    expected = generate_with_extrapolation(rl, candidate_top_k=3, **kwargs)
-    with pytest.warns(FutureWarning, match=r"`top_k` is deprecated .* 0.3.0; use `candidate_top_k`"):
-        old = generate_with_extrapolation(rl, top_k=3, **kwargs)
-    assert torch.equal(old, expected)
-    assert not torch.equal(expected, generate_with_extrapolation(rl, candidate_top_k=None, **kwargs))
-    with pytest.warns(FutureWarning, match="use `candidate_top_k`"):
-        assert ExtrapolationConfig(top_k=7).candidate_top_k == 7
-    with pytest.raises(TypeError, match="got both `top_k`"):
-        generate_with_extrapolation(rl, top_k=3, candidate_top_k=3, **kwargs)
+    never = ExtrapolationConfig(gamma=0.5, tau=-1e9, candidate_top_k=50)
+    sampling = dict(**batch, do_sample=True, max_new_tokens=8)
+    torch.manual_seed(4)
+    plain = rl.generate(**sampling, top_k=3)
+    torch.manual_seed(4)
+    ours = generate_with_extrapolation(rl, base_model=base, config=never, **sampling, top_k=3)
+    assert torch.equal(plain, ours)
+    torch.manual_seed(4)
+    assert not torch.equal(plain, generate_with_extrapolation(rl, base_model=base, config=never, **sampling))
+
+
+def test_top_k_is_not_a_field_of_the_extrapolation_config():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'top_k'"):
+        ExtrapolationConfig(top_k=7)
+    with pytest.raises(TypeError, match=r"ExtrapolationConfig has no field\(s\) \['top_k'\]"):
+        ExtrapolationConfig().with_overrides(top_k=7)
 
 
 def test_generates_own_top_k_goes_in_the_generation_config(pair, batch):
@@ -141,9 +147,7 @@ def test_generates_own_top_k_goes_in_the_generation_config(pair, batch):
     torch.manual_seed(4)
     plain = rl.generate(**batch, generation_config=config)
     torch.manual_seed(4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FutureWarning)
-        ours = generate_with_extrapolation(rl, base_model=base, config=never, **batch, generation_config=config)
+    ours = generate_with_extrapolation(rl, base_model=base, config=never, **batch, generation_config=config)
     assert torch.equal(plain, ours)
 
 
@@ -472,8 +476,6 @@ def test_exported_custom_generate_takes_the_config_and_overrides(tmp_path, pair,
     remote = dict(custom_generate=str(folder), trust_remote_code=True, base_model=base, **common)
     expected = generate_with_extrapolation(loaded, base_model=base, gamma=0.5, tau=2.0, candidate_top_k=3, **common)
     assert torch.equal(loaded.generate(**remote, candidate_top_k=3), expected)
-    with pytest.warns(FutureWarning, match="use `candidate_top_k`"):
-        assert torch.equal(loaded.generate(**remote, top_k=3), expected)
     given = ExtrapolationConfig(gamma=0.5, tau=2.0, candidate_top_k=3)
     assert torch.equal(loaded.generate(**remote, extrapolation_config=given), expected)
     with pytest.raises(ValueError, match=r"`gamma` must be a number <= 10000.0"):

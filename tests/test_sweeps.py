@@ -95,21 +95,22 @@ def test_extrapolation_sweep_grid_and_plot(setup, tmp_path):
     assert dense.settings["generator"] == "base"
 
 
-def test_positional_models_still_work_with_a_future_warning(setup):
+def test_positional_models_are_refused(setup):
     tok, base, rl, data = setup
-    kwargs = dict(gammas=[0.0], taus=[-1e9], num_samples=1, max_new_tokens=2, progress=False)
-    with pytest.warns(FutureWarning, match=r"by position is deprecated.*rl_model=\.\.\., base_model=\.\.\."):
-        old = extrapolation_sweep(rl, base, tok, data, **kwargs)
-    assert old.rows == extrapolation_sweep(rl_model=rl, base_model=base, tokenizer=tok, dataset=data, **kwargs).rows
+    with pytest.raises(TypeError, match="positional argument"):
+        extrapolation_sweep(rl, base, tok, data, gammas=[0.0], taus=[-1e9], num_samples=1, progress=False)
+    with pytest.raises(TypeError, match="positional argument"):
+        replacement_sweep(base, rl, tok, data, num_samples=1, progress=False)
 
 
-def test_old_import_location_warns_and_works():
+def test_the_sweeps_are_not_importable_from_hf_dlp_extrapolation():
+    """Their old location, removed in hf_dlp 0.3.0."""
     import hf_dlp.extrapolation as extrapolation
 
     for name in ("replacement_sweep", "extrapolation_sweep", "SweepResult", "DEFAULT_TAUS"):
-        with pytest.warns(FutureWarning, match=f"moved to `hf_dlp.sweeps.{name}`"):
-            moved = getattr(extrapolation, name)
-        assert moved is getattr(__import__("hf_dlp.sweeps", fromlist=[name]), name)
+        assert not hasattr(extrapolation, name)
+    with pytest.raises(ImportError):
+        from hf_dlp.extrapolation import replacement_sweep  # noqa: F401
 
 
 def test_the_extrapolation_package_does_not_load_evaluation_or_sweeps():
@@ -119,7 +120,9 @@ def test_the_extrapolation_package_does_not_load_evaluation_or_sweeps():
         assert f"'{name}" not in loaded, loaded
 
 
-def test_top_k_keyword_in_a_sweep_is_the_candidate_set(setup):
+def test_top_k_keyword_in_a_sweep_is_the_sampling_setting(setup):
+    """Since hf_dlp 0.3.0 `top_k=` is `generate`'s top-k sampling, as everywhere; the candidate set is
+    `candidate_top_k=`."""
     kwargs = dict(
         **pair_kwargs(setup),
         selections=["random"],
@@ -128,9 +131,9 @@ def test_top_k_keyword_in_a_sweep_is_the_candidate_set(setup):
         max_new_tokens=2,
         progress=False,
     )
-    with pytest.warns(FutureWarning, match="use `candidate_top_k`"):
-        result = replacement_sweep(top_k=7, **kwargs)
-    assert result.rows[0]["candidate_top_k"] == 7
+    result = replacement_sweep(top_k=7, candidate_top_k=5, **kwargs)
+    assert result.rows[0]["candidate_top_k"] == 5
+    assert result.settings["generation"]["top_k"] == 7
 
 
 @pytest.mark.parametrize(
@@ -296,11 +299,20 @@ def test_cli_extrapolate(model_dirs, tmp_path, capsys):
     assert (tmp_path / "extrapolation_sweep.png").is_file() and "best: gamma=" in capsys.readouterr().out
 
 
-def test_cli_deprecated_top_k_flag(model_dirs, tmp_path):
-    with pytest.warns(FutureWarning, match="`--top_k` is deprecated.*use `--candidate_top_k`"):
-        code = main(cli("extrapolate", model_dirs, tmp_path, "--gammas", "0", "--taus", "-0.3", "--top_k", "7"))
-    assert code == 0
-    assert json.loads((tmp_path / "extrapolation_sweep.json").read_text())["rows"][0]["candidate_top_k"] == 7
+@pytest.mark.parametrize("flag", ["--top_k", "--base", "--rl"])
+def test_cli_refuses_the_flags_removed_in_0_3(model_dirs, tmp_path, flag, capsys):
+    with pytest.raises(SystemExit) as error:
+        main(cli("extrapolate", model_dirs, tmp_path, "--gammas", "0", "--taus", "-0.3", flag, "7"))
+    assert error.value.code == 2 and flag in capsys.readouterr().err
+    assert not (tmp_path / "extrapolation_sweep.json").exists()
+
+
+@pytest.mark.parametrize("command", ["replace", "extrapolate"])
+def test_cli_requires_both_models(tmp_path, command, capsys):
+    with pytest.raises(SystemExit) as error:
+        main([command, "--rl_model", "rl", "--output_dir", str(tmp_path)])
+    assert error.value.code == 2
+    assert "the following arguments are required: --base_model/--base-model" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["replace", "extrapolate"])
@@ -426,3 +438,30 @@ def test_replacement_sweep_saves_the_most_frequent_swaps(setup, tmp_path):
     assert again.rows == result.rows
     assert format_swaps_table(replacement_sweep(**pair_kwargs(setup), selections=["random"], taus={"random": [1.0]},
                                                 num_samples=1, max_new_tokens=2, progress=False)) == ""  # fmt: skip
+
+
+def test_references_measured_by_another_sweep_are_reused_not_recomputed(setup, tmp_path, monkeypatch):
+    common = dict(**pair_kwargs(setup), reward_fn=nonempty_reward, num_samples=2, max_new_tokens=6, progress=False)
+    first = replacement_sweep(selections=["random"], taus={"random": [0.5]}, **common)
+    from hf_dlp.sweeps import sweep as sweep_module
+
+    evaluated = []
+    real = sweep_module.evaluate_model
+
+    def counting(model, *args, **kwargs):
+        evaluated.append(kwargs.get("generate_fn") is None)  # True: a model alone, a reference
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "evaluate_model", counting)
+    again = extrapolation_sweep(
+        gammas=[0.5], taus=[-0.3], generator="base", references=first.references, output_dir=tmp_path, **common
+    )
+    assert again.references == first.references and evaluated == [False]  # the grid cell only
+    saved = json.loads((tmp_path / "extrapolation_sweep.json").read_text())
+    assert saved["references"] == first.references
+    # Computed ones equal the given ones: the same problems, sampling and seeds.
+    computed = extrapolation_sweep(gammas=[0.5], taus=[-0.3], generator="base", **common)
+    assert computed.references == first.references
+    for bad in ({"base": 0.5}, {"base": 0.5, "rl": 2.0}, [0.1, 0.2]):
+        with pytest.raises(ValueError, match="references"):
+            extrapolation_sweep(gammas=[0.5], taus=[-0.3], references=bad, **common)

@@ -5,26 +5,20 @@ from __future__ import annotations
 import inspect
 import math
 import typing
-from typing import get_args
 
 import pytest
 import torch
 from trl import GRPOConfig, TrlParser
 
 from hf_dlp.training import ReweightedGRPOConfig
-from hf_dlp.training.registry import token_weighting_names
+from hf_dlp.training.registry import reweighting_methods, token_weighting_names
 from hf_dlp.training.reweighting import (
-    RESPONSE_LEVEL_METHODS,
-    REWEIGHTING_METHODS,
-    TOKEN_LEVEL_METHODS,
-    ReweightingMethod,
     dominate_weights,
     low_prob_weights,
     ppl_weight_lower_bound,
     ppl_weights,
     ppl_weights_from_log_perplexity,
     reweight_advantages,
-    token_weights,
     weight_statistics,
 )
 from hf_dlp.training.token_masks import TokenMaskBy, TokenMaskMode
@@ -196,16 +190,15 @@ def test_weight_formulas_on_hand_values():
     torch.testing.assert_close(
         dominate_weights(logps, 0.2), torch.tensor([[1.0, 0.85], [0.9, 0.8]]), atol=1e-6, rtol=0
     )
-    torch.testing.assert_close(token_weights("none", logps, 0.2), torch.ones(2, 2))
     assert not low_prob_weights(logps.requires_grad_(), 0.2).requires_grad
-    with pytest.raises(ValueError, match=r"`method` must be one of .* got 'ppl'"):
-        token_weights("ppl", logps, 0.2)
-    assert REWEIGHTING_METHODS == get_args(ReweightingMethod)
-    assert REWEIGHTING_METHODS == ("none", *TOKEN_LEVEL_METHODS, *RESPONSE_LEVEL_METHODS)
-    # `reweighting` is a plain string in the dataclass (so that registered names pass TrlParser); the Literal of
-    # built-ins is still the one source of the names, and every built-in is registered like user weightings.
+    # `reweighting` is a plain string in the dataclass (so that registered names pass TrlParser); the registry is the
+    # one source of the names, built-ins registered like user weightings, by level.
     assert typing.get_type_hints(ReweightedGRPOConfig)["reweighting"] is str
-    assert token_weighting_names()[: len(REWEIGHTING_METHODS) - 1] == REWEIGHTING_METHODS[1:]
+    assert reweighting_methods() == ("none", *token_weighting_names())
+    assert reweighting_methods("token")[:4] == ("low_prob", "dominate", "middle", "normalize")
+    assert reweighting_methods("response") == ("ppl", "ppl_raw", "ppl_norm", "ppl_norm_clamp")
+    with pytest.raises(ValueError, match="`level` must be one of"):
+        reweighting_methods("sequence")
     hints = typing.get_type_hints(ReweightedGRPOConfig)
     assert (hints["token_mask_by"], hints["token_mask_mode"]) == (TokenMaskBy, TokenMaskMode)
 
@@ -254,38 +247,28 @@ def test_dynamic_sampling_validation(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("old", "name"),
-    [
-        ("hf_dlp.grpo_config", "ReweightedGRPOConfig"),
-        ("hf_dlp.grpo_trainer", "ReweightedGRPOTrainer"),
-        ("hf_dlp.grpo_trainer", "replace_groups"),
-        ("hf_dlp.reweighting", "REWEIGHTING_METHODS"),
-        ("hf_dlp.reweighting", "low_prob_weights"),
-        ("hf_dlp.model_card", "render_model_card"),
-        ("hf_dlp.commands.train", "run_training"),
-    ],
+    "old", ["hf_dlp.grpo_config", "hf_dlp.grpo_trainer", "hf_dlp.reweighting", "hf_dlp.model_card"]
 )
-def test_old_import_paths_still_work_with_a_future_warning(old, name):
+def test_the_old_module_paths_are_gone(old):
+    """Removed in hf_dlp 0.3.0: everything they forwarded is imported from `hf_dlp.training`."""
     import importlib
 
-    import hf_dlp.training
+    with pytest.raises(ModuleNotFoundError, match=f"No module named '{old}'"):
+        importlib.import_module(old)
 
-    module = importlib.import_module(old)
-    with pytest.warns(
-        FutureWarning, match=rf"`{name}` from `{old}` is deprecated .* hf_dlp 0\.3\.0; .* `hf_dlp\.training`"
+
+def test_the_old_names_are_gone():
+    import hf_dlp.analysis
+    import hf_dlp.commands.train
+    import hf_dlp.training.trainer
+
+    for module, name in (
+        (hf_dlp.commands.train, "run_training"),  # now `hf_dlp.training.script`
+        (hf_dlp.training.trainer, "PPL_WEIGHTS_KEY"),  # now `RESPONSE_WEIGHTS_KEY`
+        (hf_dlp.training.trainer, "replace_groups"),  # now `hf_dlp.training`
+        (hf_dlp.analysis, "load_model_pair"),  # now `hf_dlp.model_pair`
     ):
-        value = getattr(module, name)
-    assert value is getattr(hf_dlp.training, name)
-    with pytest.raises(AttributeError, match=rf"module '{old}' has no attribute 'no_such_name'"):
-        _ = module.no_such_name
-
-
-def test_old_module_paths_forward_their_private_helpers_too():
-    import hf_dlp.grpo_trainer
-    from hf_dlp.training.trainer import PPL_WEIGHTS_KEY
-
-    with pytest.warns(FutureWarning, match=r"import it from `hf_dlp\.training\.trainer` instead"):
-        assert hf_dlp.grpo_trainer.PPL_WEIGHTS_KEY == PPL_WEIGHTS_KEY
+        assert not hasattr(module, name), (module.__name__, name)
 
 
 def test_training_all_lists_only_what_it_defines():
@@ -296,3 +279,30 @@ def test_training_all_lists_only_what_it_defines():
         value = getattr(hf_dlp.training, name)
         if isinstance(value, type) or inspect.isfunction(value):  # classes and functions: defined in the package
             assert value.__module__.startswith("hf_dlp.training"), name
+
+
+def test_a_new_weighting_is_one_decorated_function():
+    """Registering a weighting makes it a `reweighting` value of the trainer's config, a method of the demo, and a
+    labelled entry of the registry, with nothing else to edit."""
+    from hf_dlp.demo.config import DemoConfig
+    from hf_dlp.training import register_token_weighting, weighting_label
+    from hf_dlp.training.registry import _REGISTRY
+
+    @register_token_weighting("test_sqrt_low_prob", label="sqrt low_prob", formula="Ã_t = [1 + α √(1 − p)] · Â")
+    def sqrt_low_prob(old_log_probs, advantages, masks, config):
+        return 1 + config.reweight_alpha * (1 - old_log_probs.exp()).sqrt()
+
+    try:
+        assert "test_sqrt_low_prob" in reweighting_methods("token")
+        config = ReweightedGRPOConfig(
+            output_dir="out", reweighting="test_sqrt_low_prob", use_cpu=True, bf16=False, report_to="none"
+        )
+        assert config.reweighting == "test_sqrt_low_prob"
+        assert DemoConfig(methods=("none", "test_sqrt_low_prob")).methods == ("none", "test_sqrt_low_prob")
+        assert weighting_label("test_sqrt_low_prob") == "sqrt low_prob"
+        weights = _REGISTRY["test_sqrt_low_prob"](torch.tensor([[0.0, math.log(0.75)]]), None, None, config)
+        torch.testing.assert_close(weights, torch.tensor([[1.0, 1 + 0.2 * 0.5]]))
+    finally:
+        _REGISTRY.pop("test_sqrt_low_prob")
+    with pytest.raises(ValueError, match="`methods`: 'test_sqrt_low_prob' is not a weighting"):
+        DemoConfig(methods=("none", "test_sqrt_low_prob"))

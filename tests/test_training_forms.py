@@ -276,7 +276,7 @@ def test_monitor_statistics_equal_an_independent_computation():
     for q in quantiles:
         assert stats[f"quantile_{q:g}"] == active[max(int(len(active) * q), 1) - 1]
     for t in thresholds:
-        assert stats[f"frac_abs_above_{t:g}"] == pytest.approx((np.abs(active) > t).mean())
+        assert stats[f"share_abs_above_{t:g}"] == pytest.approx((np.abs(active) > t).mean())
     shards = [(torch.tensor(delta[:3]), torch.tensor(mask[:3])), (torch.tensor(delta[3:]), torch.tensor(mask[3:]))]
     for result in _run_on_threads(
         shards, lambda shard, reduce: delta_logp_statistics(*shard, quantiles, thresholds, reduce)

@@ -13,7 +13,7 @@ from trl import GRPOTrainer
 
 from hf_dlp.training import ReweightedGRPOConfig, ReweightedGRPOTrainer, check_trl_compatibility
 from hf_dlp.training.reweighting import dominate_weights, low_prob_weights, ppl_weights
-from hf_dlp.training.trainer import PPL_WEIGHTS_KEY, RESPONSE_WEIGHTS_KEY, TOKEN_MASK_KEY, _LossSlot
+from hf_dlp.training.trainer import RESPONSE_WEIGHTS_KEY, TOKEN_MASK_KEY, _LossSlot
 
 ALPHA = 0.5  # larger than the paper's 0.2 so that the weights differ clearly from 1
 
@@ -132,7 +132,7 @@ def test_loss_matches_hand_formula(configure, loss_type, method):
         logps = _logps(trainer.model, batch)
     weights = _weights(method, logps, batch)
     if method == "ppl":
-        batch[PPL_WEIGHTS_KEY] = weights
+        batch[RESPONSE_WEIGHTS_KEY] = weights
     loss = trainer._compute_loss(trainer.model, batch)
     expected = _hand_loss(trainer, batch, weights, logps)
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
@@ -207,7 +207,7 @@ def test_inputs_not_mutated(configure, method):
     trainer = configure("dapo", method)
     batch = _batch(5)
     if method == "ppl":
-        batch[PPL_WEIGHTS_KEY] = torch.tensor([1.1, 0.9, 1.0, 1.0])
+        batch[RESPONSE_WEIGHTS_KEY] = torch.tensor([1.1, 0.9, 1.0, 1.0])
     snapshot = {key: value.clone() for key, value in batch.items()}
     objects = {key: id(value) for key, value in batch.items()}
     trainer._compute_loss(trainer.model, batch)

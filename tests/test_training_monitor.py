@@ -70,7 +70,7 @@ def _independent_statistics(delta, mask) -> dict[str, float]:
     active = np.sort(delta[mask.bool()].double().numpy())
     stats = {"mean": active.mean(), "abs_mean": np.abs(active).mean()}
     stats.update({f"quantile_{q:g}": active[max(int(len(active) * q), 1) - 1] for q in QUANTILES})
-    stats.update({f"frac_abs_above_{t:g}": (np.abs(active) > t).mean() for t in THRESHOLDS})
+    stats.update({f"share_abs_above_{t:g}": (np.abs(active) > t).mean() for t in THRESHOLDS})
     return stats
 
 

@@ -171,7 +171,10 @@ def test_model_card_metadata_and_errors(tmp_path):
     assert "| aime24 | 30 | 8 | 0.5000 | 0.5000 | 0.9000 |" in loaded.text
     assert "group-standardised log-perplexity" in loaded.text and "| `ppl` | 0.1 |" in loaded.text
     assert "huggingface.co/Qwen/Qwen3-8B-Base" in loaded.text
-    with pytest.raises(TypeError, match=r"`evaluation\['x'\]` must be an EvaluationResult, got dict"):
+    saved = render_model_card(args, base_model="Qwen/Qwen3-8B-Base", dataset_name="open-r1/DAPO-Math-17k-Processed",
+                              evaluation={"aime24": result.to_dict(), "amc": result}, tags=["extra"])  # fmt: skip
+    assert str(saved) == str(card)  # a saved result (`to_dict()`, results.json) renders as the object does
+    with pytest.raises(TypeError, match=r"`evaluation\['x'\]` must be an EvaluationResult or a dict with the keys"):
         render_model_card(args, evaluation={"x": {"avg": 1}})
     with pytest.raises(TypeError, match="`evaluation` must be an EvaluationResult or a dict of them"):
         render_model_card(args, evaluation=[result])
@@ -277,7 +280,7 @@ def test_resolve_checkpoint_forms(tmp_path):
 
 
 def test_train_command_passes_flags_through_and_stays_light():
-    """The `train` subcommand takes TRL-style flags after the recipe; the old `--set FIELD VALUE` still works."""
+    """The `train` subcommand takes TRL-style flags after the recipe; `--set FIELD VALUE` is gone (hf_dlp 0.3.0)."""
     import subprocess
     import sys
 
@@ -287,9 +290,9 @@ def test_train_command_passes_flags_through_and_stays_light():
     parser, _ = cli_parser()
     args = parser.parse_args(["train", "--config", "r.yaml", "--max_steps", "5", "--reward_funcs", "a", "b"])
     assert training_argv(args) == ["--config", "r.yaml", "--max_steps", "5", "--reward_funcs", "a", "b"]
-    args = parser.parse_args(["train", "--config", "r.yaml", "--set", "seed", "3"])
-    with pytest.warns(FutureWarning, match=r"`--set FIELD VALUE` is deprecated .* 0.3.0; .* `--seed 3`"):
-        assert training_argv(args) == ["--config", "r.yaml", "--seed", "3"]
+    args = parser.parse_args(["train", "--config", str(TOY_RECIPE), "--set", "seed", "3"])
+    with pytest.raises(ValueError, match=r"not used by the HfArgumentParser: \['--set', 'seed', '3'\]"):
+        make_parser().parse_args_and_config(training_argv(args))
     code = "import sys, hf_dlp.commands.train as t; t.add_arguments(__import__('argparse').ArgumentParser()); " \
            "print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"  # fmt: skip
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"

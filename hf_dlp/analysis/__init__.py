@@ -14,7 +14,6 @@ Vocabulary checks and pair loading live in `hf_dlp.model_pair`, prompt rendering
 
 from __future__ import annotations
 
-from ..arguments import moved_module
 from .metrics import METRIC_NAMES, TokenMetrics, compute_token_metrics
 from .page import ReplacedResponse, TokenSwap, render_analysis_page, write_analysis_page
 from .pair import analyze_model_pair
@@ -23,15 +22,6 @@ from .report import AnalysisReport, concatenate_reports
 from .responses import analyze_responses, generate_responses
 from .stats import auroc, overlap_coefficient, summarize
 from .tokens import position_profile, token_table
-
-# Names this package used to re-export; they still resolve from their new modules, with a `FutureWarning`.
-__getattr__ = moved_module(
-    __name__,
-    "hf_dlp.model_pair",
-    "hf_dlp.loading",
-    names=("check_same_vocabulary", "common_vocab_size", "output_vocab_size", "load_model_pair", "load_tokenizer"),
-)
-
 
 __all__ = [
     "FIG1B_METRICS",

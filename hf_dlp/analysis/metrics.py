@@ -22,21 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..arguments import check_number, keyword_only_models, rename_argument
+from ..arguments import check_number
+from ..divergence import PAIR_METRIC_NAMES, normalize_logits_, pair_metrics
 from ..model_pair import common_vocab_size, output_vocab_size
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-METRIC_NAMES: tuple[str, ...] = (
-    "base_logp",
-    "rl_logp",
-    "delta_logp",
-    "base_entropy",
-    "rl_entropy",
-    "kl_rl_base",
-    "kl_base_rl",
-)
+METRIC_NAMES: tuple[str, ...] = PAIR_METRIC_NAMES
 """Names of the per-token metrics, in the order of `TokenMetrics`' fields."""
 
 DEFAULT_CHUNK_ELEMENTS = 2**23
@@ -180,43 +173,6 @@ class _LogitSource:
         return _head_logits(self.model, hidden, self.vocab_size).to(device)
 
 
-def _normalise_(logits: torch.Tensor, with_probs: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probabilities (in place of `logits`) and probabilities, with a single exp over the chunk.
-
-    Log-probabilities are clamped to the float32 minimum, so an id with a -inf logit gives 0 · finite = 0 in the sums
-    instead of 0 · -inf = nan.
-    """
-    logits.sub_(logits.amax(dim=-1, keepdim=True))
-    if not with_probs:
-        return logits.sub_(logits.logsumexp(dim=-1, keepdim=True)).clamp_(min=torch.finfo(logits.dtype).min), None
-    probs = logits.exp()
-    total = probs.sum(dim=-1, keepdim=True)
-    probs.div_(total)
-    return logits.sub_(total.log_()).clamp_(min=torch.finfo(logits.dtype).min), probs
-
-
-def _dot(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Row-wise dot products of two `(n, vocab)` tensors as one batched matrix product (no `(n, vocab)` temporary)."""
-    return torch.bmm(first.unsqueeze(1), second.unsqueeze(2)).view(-1)
-
-
-def _exact_chunk(base_lp, base_p, rl_lp, rl_p, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-    """All metrics on the full vocabulary for a chunk of positions, from each model's `(n, vocab)` log-probs and
-    probs. With S(a, b) = Σ_v p_a(v) log p_b(v): H(a) = −S(a, a) and KL(a‖b) = S(a, a) − S(a, b)."""
-    base_logp = base_lp.gather(-1, targets[:, None]).squeeze(-1)
-    rl_logp = rl_lp.gather(-1, targets[:, None]).squeeze(-1)
-    base_self, rl_self = _dot(base_p, base_lp), _dot(rl_p, rl_lp)
-    return {
-        "base_logp": base_logp,
-        "rl_logp": rl_logp,
-        "delta_logp": rl_logp - base_logp,
-        "base_entropy": -base_self,
-        "rl_entropy": -rl_self,
-        "kl_rl_base": rl_self - _dot(rl_p, base_lp),
-        "kl_base_rl": base_self - _dot(base_p, rl_lp),
-    }
-
-
 def _top_k_view(log_probs: torch.Tensor, targets: torch.Tensor, k: int):
     """Top-k truncation as vLLM returns it: the target's raw log-prob (floored at the k-th best) and the
     renormalised top-k distribution spread over the vocabulary (ids outside the top-k get its smallest value)."""
@@ -242,34 +198,6 @@ def _top_k_chunk(base_lp, rl_lp, targets: torch.Tensor, k: int) -> dict[str, tor
         "kl_rl_base": (rl_p * (rl_q - base_dense.gather(-1, rl_ids))).sum(-1),
         "kl_base_rl": (base_p * (base_q - rl_dense.gather(-1, base_ids))).sum(-1),
     }
-
-
-def _take_logprobs_top_k(logprobs_top_k: Any, kwargs: dict[str, Any], *, where: str) -> Any:
-    """`logprobs_top_k`, or the deprecated `top_k` popped from `kwargs` (with a `FutureWarning`).
-
-    Examples:
-
-    >>> import warnings
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     _take_logprobs_top_k(None, {"top_k": 50}, where="compute_token_metrics()")
-    50
-    >>> caught[0].category.__name__
-    'FutureWarning'
-    """
-    if "top_k" not in kwargs:
-        return logprobs_top_k
-    given = {"top_k": kwargs.pop("top_k")}
-    if logprobs_top_k is not None:
-        given["logprobs_top_k"] = logprobs_top_k
-    rename_argument(given, "top_k", "logprobs_top_k", where=where)
-    return given["logprobs_top_k"]
-
-
-def _refuse_unknown_arguments(kwargs: dict[str, Any], where: str) -> None:
-    """Raise the `TypeError` Python raises for keyword arguments a function does not take."""
-    if kwargs:
-        raise TypeError(f"{where} got unexpected keyword arguments {sorted(kwargs)}.")
 
 
 def _check_logprobs_top_k(logprobs_top_k: Any, vocab_size: int | None = None) -> int | None:
@@ -300,7 +228,6 @@ def _check_ids(input_ids: torch.Tensor, scored: torch.Tensor, attention: torch.T
             warnings.warn(f"`{name}` is in training mode (dropout active); call `.eval()` first.", stacklevel=3)
 
 
-@keyword_only_models("base_model", "rl_model", "input_ids", "attention_mask", "completion_mask")
 @torch.inference_mode()
 def compute_token_metrics(
     *,
@@ -313,14 +240,12 @@ def compute_token_metrics(
     tokenizer: PreTrainedTokenizerBase | None = None,
     vocab_size: int | None = None,
     chunk_size: int | None = None,
-    **deprecated: Any,
 ) -> TokenMetrics:
     """Teacher-force both models on the same sequences and score every completion token.
 
     Left and right padding both work: position ids follow the attention mask, as in `generate`, so a padded row
     gets the values it would get alone. Models may sit on different devices and use any dtype (bf16 included);
-    the outputs are float32 on `input_ids`' device. Every argument is passed by name (positional calls still work
-    until hf_dlp 0.3.0, with a `FutureWarning`).
+    the outputs are float32 on `input_ids`' device. Every argument is passed by name.
 
     Args:
         base_model (`PreTrainedModel`): the base policy π_base.
@@ -334,7 +259,7 @@ def compute_token_metrics(
             `logprobs=logprobs_top_k`: a token's log-prob is its exact value when it is in that model's top-k, else
             the k-th best log-prob; entropies and KLs use each model's top-k renormalised with logsumexp, and in
             KL(P‖Q) the ids of P's top-k missing from Q's top-k take Q's smallest renormalised value. `None`
-            (default) is exact. Formerly `top_k` (deprecated, removed in hf_dlp 0.3.0).
+            (default) is exact.
         tokenizer (`PreTrainedTokenizerBase`, *optional*): the models' tokenizer; `len(tokenizer)` says which ids
             are real (the rows beyond it are padding) when `vocab_size` is not given.
         vocab_size (`int`, *optional*): ids kept from the output layers, e.g. `len(tokenizer)`. Without it and
@@ -363,13 +288,12 @@ def compute_token_metrics(
     >>> round(metrics.delta_logp.abs().max().item(), 4), round(metrics.kl_rl_base.abs().max().item(), 4)
     (0.0, 0.0)
     """
-    where = "compute_token_metrics()"
-    logprobs_top_k = _take_logprobs_top_k(logprobs_top_k, deprecated, where=where)
-    _refuse_unknown_arguments(deprecated, where)
     attention, scored = _scored_positions(input_ids, attention_mask, completion_mask)
     if vocab_size is None and tokenizer is not None:
         vocab_size = len(tokenizer)
-    vocab = common_vocab_size(base_model, rl_model, vocab_size, what="`tokenizer=` or `vocab_size=`")
+    vocab = common_vocab_size(
+        base_model=base_model, rl_model=rl_model, vocab_size=vocab_size, what="`tokenizer=` or `vocab_size=`"
+    )
     logprobs_top_k = _check_logprobs_top_k(logprobs_top_k, vocab)
     chunk_size = check_number("chunk_size", chunk_size, integer=True, minimum=1, allow_none=True)
     chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // vocab) if chunk_size is None else chunk_size
@@ -388,10 +312,10 @@ def compute_token_metrics(
     for start in range(0, rows.numel(), chunk_size):
         stop = min(start + chunk_size, rows.numel())
         # Peak working memory: log-probs and probs of both models, four (n, vocab) float32 tensors.
-        base_lp, base_p = _normalise_(sources[0].chunk(start, stop, work_device), with_probs=exact)
-        rl_lp, rl_p = _normalise_(sources[1].chunk(start, stop, work_device), with_probs=exact)
+        base_lp, base_p = normalize_logits_(sources[0].chunk(start, stop, work_device), with_probs=exact)
+        rl_lp, rl_p = normalize_logits_(sources[1].chunk(start, stop, work_device), with_probs=exact)
         if exact:
-            chunk = _exact_chunk(base_lp, base_p, rl_lp, rl_p, targets[start:stop])
+            chunk = pair_metrics(base_lp, rl_lp, targets[start:stop], base_probs=base_p, rl_probs=rl_p)
         else:
             chunk = _top_k_chunk(base_lp, rl_lp, targets[start:stop], logprobs_top_k)
         del base_lp, base_p, rl_lp, rl_p

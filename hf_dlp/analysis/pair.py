@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 
-from ..arguments import check_number, keyword_only_models, rename_argument
+from ..arguments import check_number
 from ..generation import Prompt, check_prompts, generation_settings, resolve_generation_config
 from ..loading import check_dtype
 from ..model_pair import load_model_pair
-from .metrics import _take_logprobs_top_k
 from .report import AnalysisReport
 from .responses import analyze_responses, check_scoring_options, generate_responses
 
@@ -31,29 +30,21 @@ def _prompt_list(prompts: Sequence[Prompt] | Dataset, prompt_column: str) -> lis
     return check_prompts(prompts)
 
 
-def _model_pair(base_model, rl_model, tokenizer, generate_kwargs: dict[str, Any]):
-    """The two models, with the deprecated `base=`/`rl=` keywords moved to their new names; refuse a mixed pair."""
-    names = {"base_model": base_model, "rl_model": rl_model}
-    for old, new in (("base", "base_model"), ("rl", "rl_model")):
-        if old in generate_kwargs:
-            given = {old: generate_kwargs.pop(old), **({new: names[new]} if names[new] is not None else {})}
-            rename_argument(given, old, new, where="analyze_model_pair()")
-            names[new] = given[new]
-    base_model, rl_model = names["base_model"], names["rl_model"]
-    if base_model is None or rl_model is None:
-        raise TypeError("analyze_model_pair() needs `base_model=` and `rl_model=` (model folders, Hub ids or models).")
+def _check_model_pair(base_model, rl_model, tokenizer) -> None:
+    """Refuse a pair of one name and one loaded model, or loaded models without their tokenizer."""
     if isinstance(base_model, str | Path) != isinstance(rl_model, str | Path):
-        raise TypeError("`base_model` and `rl_model` must both be names/paths or both be loaded models.")
+        raise TypeError(
+            f"`base_model` and `rl_model` must both be names/paths or both be loaded models, got "
+            f"{type(base_model).__name__} and {type(rl_model).__name__}."
+        )
     if not isinstance(base_model, str | Path) and tokenizer is None:
         raise ValueError("`tokenizer` is required when `base_model` and `rl_model` are loaded models; pass theirs.")
-    return base_model, rl_model
 
 
-@keyword_only_models("base_model", "rl_model", "prompts")
 def analyze_model_pair(
     *,
-    base_model: str | Path | PreTrainedModel | None = None,
-    rl_model: str | Path | PreTrainedModel | None = None,
+    base_model: str | Path | PreTrainedModel,
+    rl_model: str | Path | PreTrainedModel,
     prompts: Sequence[Prompt] | Dataset,
     tokenizer: PreTrainedTokenizerBase | None = None,
     prompt_column: str = "prompt",
@@ -87,15 +78,14 @@ def analyze_model_pair(
             by name).
         num_samples (`int`, *optional*, defaults to `4`): responses per prompt and model.
         generation_batch_size, scoring_batch_size (`int`, *optional*): sequences per `generate` call / forward.
-        logprobs_top_k (`int`, *optional*): the paper code's top-k approximation (see `compute_token_metrics`);
-            formerly `top_k` (deprecated, removed in hf_dlp 0.3.0; until then `top_k=` means this, and a sampling
-            top-k goes in `generation_config`).
+        logprobs_top_k (`int`, *optional*): the paper code's top-k approximation (see `compute_token_metrics`).
+            Not `top_k=`, which is a sampling setting like the other `generate_kwargs`.
         seed (`int`, *optional*, defaults to `0`): base seed of the sampling.
         dtype, device, device_map: how to load models given by name (see `load_model_pair`; by default each
             process of a launched run takes its own device).
         generation_config (`GenerationConfig`, *optional*): sampling settings; defaults to
             `hf_dlp.generation.default_generation_config()` (temperature 1.0, top-p 0.7, 256 new tokens).
-            `generate_kwargs` override single settings (`max_new_tokens=64`), as in `generate`.
+            `generate_kwargs` override single settings (`max_new_tokens=64`, `top_k=20`), as in `generate`.
         progress (`bool`, *optional*, defaults to `True`): show progress bars.
 
     Returns:
@@ -111,8 +101,7 @@ def analyze_model_pair(
     >>> report.num_responses, report.source_names, report.settings["max_new_tokens"]
     (8, ['base', 'rl'], 6)
     """
-    logprobs_top_k = _take_logprobs_top_k(logprobs_top_k, generate_kwargs, where="analyze_model_pair()")
-    base_model, rl_model = _model_pair(base_model, rl_model, tokenizer, generate_kwargs)
+    _check_model_pair(base_model, rl_model, tokenizer)
     prompts = _prompt_list(prompts, prompt_column)
     num_samples = check_number("num_samples", num_samples, integer=True, minimum=1)
     generation_batch_size = check_number("generation_batch_size", generation_batch_size, integer=True, minimum=1)
@@ -122,7 +111,7 @@ def analyze_model_pair(
     if isinstance(base_model, str | Path):
         check_dtype(dtype)
         base_model, rl_model, loaded = load_model_pair(
-            base_model, rl_model, dtype=dtype, device=device, device_map=device_map
+            base_model=base_model, rl_model=rl_model, dtype=dtype, device=device, device_map=device_map
         )
         tokenizer = tokenizer if tokenizer is not None else loaded
     models = {"base_model": base_model, "rl_model": rl_model, "tokenizer": tokenizer}

@@ -9,17 +9,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from datasets import Dataset
 
-from ..arguments import check_number, keyword_only_models
+from ..arguments import check_number
 from ..distributed import distributed_map
 from ..generation import Prompt, check_prompts, render_prompts, resolve_generation_config, sample_completions
 from ..model_pair import check_same_vocabulary
-from .metrics import (
-    METRIC_NAMES,
-    _check_logprobs_top_k,
-    _refuse_unknown_arguments,
-    _take_logprobs_top_k,
-    compute_token_metrics,
-)
+from .metrics import METRIC_NAMES, _check_logprobs_top_k, compute_token_metrics
 from .report import AnalysisReport
 
 if TYPE_CHECKING:
@@ -132,7 +126,6 @@ def _score_rows(models, tokenizer, pairs, options: dict[str, Any], vocab_size: i
     return per_row
 
 
-@keyword_only_models("base_model", "rl_model", "tokenizer", "dataset")
 def analyze_responses(
     *,
     base_model: PreTrainedModel,
@@ -150,7 +143,6 @@ def analyze_responses(
     positive_source: str = "rl",
     negative_source: str = "base",
     progress: bool = True,
-    **deprecated: Any,
 ) -> AnalysisReport:
     """Score every (prompt, response) row with `compute_token_metrics` and gather the tokens into a report.
 
@@ -158,7 +150,7 @@ def analyze_responses(
     template) and tokenized apart from the responses, without special tokens. Rows are batched by length to limit
     padding; the tokenizer's `padding_side` is used, and the report keeps the dataset's order. The report also records
     the id of every scored token and the decoded text of each id (`token_ids`, `token_text`), for its token tables and
-    page. Every argument is passed by name (positional calls still work until hf_dlp 0.3.0, with a `FutureWarning`).
+    page. Every argument is passed by name.
 
     Args:
         base_model, rl_model (`PreTrainedModel`): the base and RLVR models.
@@ -170,7 +162,7 @@ def analyze_responses(
             ignored when the column is missing (every response is then labelled `"all"`).
         batch_size (`int`, *optional*, defaults to `8`): rows per forward pass.
         max_length (`int`, *optional*): cut responses so that prompt + response fit in this many tokens.
-        logprobs_top_k, chunk_size: passed to `compute_token_metrics` (`logprobs_top_k` was `top_k`, deprecated).
+        logprobs_top_k, chunk_size: passed to `compute_token_metrics`.
         rl_tokenizer (`PreTrainedTokenizerBase`, *optional*): the RL model's own tokenizer, checked against
             `tokenizer` with `check_same_vocabulary` (a `ValueError` if they differ); the ids both know are scored.
         positive_source, negative_source (`str`, *optional*): the sources compared by the report's separation.
@@ -188,8 +180,6 @@ def analyze_responses(
     >>> report.num_responses, report.num_tokens, sorted(report.separation()["delta_logp"])
     (2, 16, ['auroc_response', 'auroc_token', 'overlap_token'])
     """
-    logprobs_top_k = _take_logprobs_top_k(logprobs_top_k, deprecated, where="analyze_responses()")
-    _refuse_unknown_arguments(deprecated, "analyze_responses()")
     _check_columns(dataset, prompt_column, response_column)
     options = check_scoring_options(
         batch_size=batch_size, max_length=max_length, logprobs_top_k=logprobs_top_k, chunk_size=chunk_size
@@ -230,7 +220,6 @@ def _drop_empty_responses(rows: dict[str, list], tokenizer) -> dict[str, list]:
     return {name: [values[i] for i in keep] for name, values in rows.items()}
 
 
-@keyword_only_models("base_model", "rl_model", "tokenizer", "prompts")
 def generate_responses(
     *,
     base_model: PreTrainedModel,

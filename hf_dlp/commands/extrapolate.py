@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..selection_rules import selection_rules
 from ._options import add_option
 from .replace import add_evaluation_arguments, prepare
 
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "selection",
         default="delta_logp",
-        help="Selection rule: delta_logp, entropy, kl, kl_reverse, kl_mean, random, or 'all' (dense extrapolation).",
+        help=f"Selection rule (hf_dlp.selection_rules): {', '.join(selection_rules())}; 'all' is dense extrapolation.",
     )
     add_option(
         parser,
@@ -37,8 +38,6 @@ def run(args: argparse.Namespace) -> int:
     # `tau` is swept; the config only has to accept the rule (a placeholder threshold for selective ones).
     placeholder = None if args.selection == "all" else args.taus[0]
     inputs = prepare(args, NAME, selection=args.selection, tau=placeholder, generator=args.generator)
-    if inputs is None:
-        return 2
     result = extrapolation_sweep(gammas=args.gammas, taus=args.taus, **inputs)
     if not is_main_process():
         return 0

@@ -12,7 +12,6 @@ each finished cell, so an interrupted sweep resumes where it stopped when rerun 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..loading import DTYPE_NAMES
@@ -27,10 +26,8 @@ SAMPLING_FLAGS = ("max_new_tokens", "temperature", "top_p")
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by `replace` and `extrapolate`: models, data, sampling, candidate set, output."""
-    add_option(parser, "base_model", deprecated=("base",), help="Base model: Hub id or folder (required).")
-    add_option(
-        parser, "rl_model", deprecated=("rl",), help="RL model trained from the base: Hub id or folder (required)."
-    )
+    add_option(parser, "base_model", required=True, help="Base model: Hub id or folder.")
+    add_option(parser, "rl_model", required=True, help="RL model trained from the base: Hub id or folder.")
     add_option(parser, "tokenizer", default=None, help="Tokenizer (default: the base model's; must match both).")
     add_option(parser, "dataset", default="toy", help="'toy', a .json/.jsonl/.parquet/.csv file, or a Hub id.")
     add_option(parser, "split", default="test", help="Hub dataset split.")
@@ -46,7 +43,6 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     add_option(
         parser,
         "candidate_top_k",
-        deprecated=("top_k",),
         type=int,
         default=None,
         help="π_extra candidates: the generator's top-k tokens (default: 50, the paper's; 0: the whole vocabulary).",
@@ -110,9 +106,9 @@ def parse_taus(items: list[str]) -> dict[str, list[float]]:
     ...
     ValueError: `--taus` names the unknown selection rule 'bogus'; rules with a threshold: ('delta_logp', 'delta_logp_positive', 'entropy', 'other_entropy', 'kl', 'kl_reverse', 'kl_mean', 'random').
     """
-    from hf_dlp.extrapolation.config import SELECTION_RULES
+    from hf_dlp.selection_rules import selective_rules
 
-    rules = tuple(rule for rule in SELECTION_RULES if rule != "all")
+    rules = selective_rules()
     taus = {}
     for item in items:
         rule, _, values = item.partition("=")
@@ -127,8 +123,8 @@ def parse_taus(items: list[str]) -> dict[str, list[float]]:
     return taus
 
 
-def prepare(args: argparse.Namespace, command: str, **overrides: Any) -> dict[str, Any] | None:
-    """Check everything that needs no model, then load the data and the model pair; `None` if a model is missing.
+def prepare(args: argparse.Namespace, command: str, **overrides: Any) -> dict[str, Any]:
+    """Check everything that needs no model, then load the data and the model pair.
 
     Returns the keyword arguments of the sweep: models, tokenizer, dataset, reward, `config`, `generation_config`,
     sampling budget, output folder.
@@ -140,10 +136,6 @@ def prepare(args: argparse.Namespace, command: str, **overrides: Any) -> dict[st
     from hf_dlp.model_pair import check_same_vocabulary, load_model_pair
     from hf_dlp.rewards import get_reward_function
 
-    missing = [f"--{name}" for name in ("base_model", "rl_model") if getattr(args, name) is None]
-    if missing:
-        print(f"hf-dlp {command}: error: the following arguments are required: {', '.join(missing)}", file=sys.stderr)
-        return None
     output_dir = check_output_dir("output_dir", args.output_dir)  # before any data, model or compute
     if args.candidate_top_k is not None:
         overrides["candidate_top_k"] = args.candidate_top_k or None  # 0: the whole vocabulary
@@ -165,7 +157,11 @@ def prepare(args: argparse.Namespace, command: str, **overrides: Any) -> dict[st
     if args.prompt_column != "prompt":
         dataset = dataset.rename_column(args.prompt_column, "prompt")
     base, rl, tokenizer = load_model_pair(
-        args.base_model, args.rl_model, dtype=args.dtype, device=args.device, device_map=args.device_map
+        base_model=args.base_model,
+        rl_model=args.rl_model,
+        dtype=args.dtype,
+        device=args.device,
+        device_map=args.device_map,
     )
     if args.tokenizer is not None:
         given = load_tokenizer(args.tokenizer)
@@ -195,8 +191,6 @@ def run(args: argparse.Namespace) -> int:
 
     taus = parse_taus(args.taus)
     inputs = prepare(args, NAME, gamma=args.gamma)
-    if inputs is None:
-        return 2
     result = replacement_sweep(selections=args.selections, taus=taus, **inputs)
     if not is_main_process():
         return 0

@@ -8,10 +8,7 @@ This module only parses the command line, and lightly: building the `hf-dlp` par
 from __future__ import annotations
 
 import argparse
-import warnings
-from typing import Any
 
-from ..arguments import REMOVAL_VERSION
 from ._options import add_option
 
 NAME = "train"
@@ -24,17 +21,6 @@ EPILOG = (
     "checked, so a weighting they register with `hf_dlp.register_token_weighting` can be named in `reweighting`. "
     "All fields: `python -m hf_dlp.training.script --help`."
 )
-
-# Names that lived here before hf_dlp 0.2; they moved to `hf_dlp.training.script`.
-_MOVED = ("TrainScriptArguments", "build_reward_funcs", "load_train_dataset", "make_parser", "run_training")
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from ..arguments import moved_module
-
-    return moved_module(__name__, "hf_dlp.training.script", stacklevel=3)(name)
 
 
 def _pass_unknown_flags_through(parser: argparse.ArgumentParser, dest: str) -> None:
@@ -52,35 +38,20 @@ def _pass_unknown_flags_through(parser: argparse.ArgumentParser, dest: str) -> N
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     add_option(parser, "config", default=None, help="YAML recipe (see examples/toy_recipe.yaml).")
-    parser.add_argument(
-        "--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"), help=argparse.SUPPRESS
-    )
     parser.set_defaults(training_flags=[])
     _pass_unknown_flags_through(parser, "training_flags")
 
 
 def training_argv(args: argparse.Namespace) -> list[str]:
-    """The argument list for the training script's parser: `--config`, then the flags, then the old `--set` pairs.
+    """The argument list for the training script's parser: `--config`, then the other flags, in order.
 
     Examples:
 
-    >>> import warnings
-    >>> args = argparse.Namespace(config="r.yaml", training_flags=["--max_steps", "5"], set=[["seed", "1"]])
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     argv = training_argv(args)
-    >>> argv, caught[0].category.__name__
-    (['--config', 'r.yaml', '--max_steps', '5', '--seed', '1'], 'FutureWarning')
+    >>> training_argv(argparse.Namespace(config="r.yaml", training_flags=["--max_steps", "5", "--seed", "1"]))
+    ['--config', 'r.yaml', '--max_steps', '5', '--seed', '1']
     """
-    if args.set:
-        warnings.warn(
-            f"`--set FIELD VALUE` is deprecated and will be removed in hf_dlp {REMOVAL_VERSION}; pass the field as a "
-            f"flag instead, e.g. `--{args.set[0][0]} {args.set[0][1]}`.",
-            FutureWarning,
-            stacklevel=2,
-        )
     config = ["--config", args.config] if args.config else []
-    return [*config, *args.training_flags, *(item for name, value in args.set for item in (f"--{name}", value))]
+    return [*config, *args.training_flags]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..arguments import check_choice, check_number, check_sequence
-from ..training.reweighting import REWEIGHTING_METHODS
+from ..training.registry import canonical_weighting_name
+
+GENERATORS: tuple[str, ...] = ("rl", "base")
+"""The two extrapolation sweeps of the demo, by the model that generates."""
 
 RUN_LOCAL_FIELDS: tuple[str, ...] = ("output_dir", "workers")
 """`DemoConfig` fields that say where a run goes and how its work is shared, not what it computes: they are left out
@@ -37,7 +40,10 @@ class DemoConfig:
             scored by the analysis.
         sweep_problems (`int`, defaults to `64`) and sweep_samples (`int`, defaults to `4`): budget of every sweep point.
         replacement_taus (`dict[str, list[float]]`): τ grid per selection rule of the replacement sweep.
-        extrapolation_gammas (`list[float]`) and extrapolation_taus (`list[float]`): the γ × τ grid.
+        extrapolation_gammas (`list[float]`) and extrapolation_taus (`list[float]` or `dict[str, list[float]]`): the
+            γ × τ grid, with one τ list for both generators or one per generator (`{"rl": [...], "base": [...]}`:
+            the RL model's own tokens rarely fall as far below the base as the base's do, so its useful τ is
+            closer to 0).
         top_p (`float`, defaults to `0.7`): nucleus of evaluation and sweeps (the paper's evaluation setting).
         block_size (`int` or `str`, *optional*, defaults to `"auto"`): block-verified decoding in the sweeps (the same
             tokens and distribution as one token at a time, fewer forwards of the other model); `None` steps the two
@@ -98,7 +104,7 @@ class DemoConfig:
         }
     )
     extrapolation_gammas: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.5, 1.0])
-    extrapolation_taus: list[float] = field(default_factory=lambda: [-1.0, -0.3, -0.1])
+    extrapolation_taus: list[float] | dict[str, list[float]] = field(default_factory=lambda: [-1.0, -0.3, -0.1])
     top_p: float = 0.7
     block_size: int | str | None = "auto"
     seeds: int = 1
@@ -117,8 +123,8 @@ class DemoConfig:
 
     def __post_init__(self):
         self.methods = tuple(check_sequence("methods", self.methods, items="reweighting methods"))
-        for method in self.methods:
-            check_choice("methods", method, REWEIGHTING_METHODS)
+        # Any weighting `ReweightedGRPOConfig.reweighting` accepts: the built-in ones, registered ones, aliases.
+        self.methods = tuple(_weighting_name(method) for method in self.methods)
         if self.methods[0] != "none":
             raise ValueError(
                 f"`methods` must start with 'none' (the DAPO baseline the analysis uses), got {self.methods}."
@@ -154,9 +160,26 @@ class DemoConfig:
                 f"`rl_model` ({self.rl_model!r}) replaces training, so `methods` must be ('none',), got "
                 f"{self.methods}. Drop `rl_model` to train the methods."
             )
+        if isinstance(self.extrapolation_taus, dict) and set(self.extrapolation_taus) != set(GENERATORS):
+            raise ValueError(
+                f"`extrapolation_taus` given per generator must have the keys {GENERATORS}, got "
+                f"{sorted(self.extrapolation_taus)}; or give one list for both generators."
+            )
+        if isinstance(self.extrapolation_taus, dict):
+            for generator in GENERATORS:
+                check_sequence(
+                    f"extrapolation_taus[{generator!r}]", self.extrapolation_taus[generator], items="thresholds"
+                )
+        else:
+            check_sequence("extrapolation_taus", self.extrapolation_taus, items="thresholds")
         from ..extrapolation import ExtrapolationConfig  # validates the block size the sweeps will use
 
         self.block_size = ExtrapolationConfig(block_size=self.block_size).block_size
+
+    def taus_for(self, generator: str) -> list[float]:
+        """The τ grid of the extrapolation sweep in which `generator` (`"rl"` or `"base"`) generates."""
+        taus = self.extrapolation_taus
+        return list(taus[generator] if isinstance(taus, dict) else taus)
 
     @property
     def training_seeds(self) -> list[int]:
@@ -179,7 +202,7 @@ class DemoConfig:
             analysis_samples=2,
             sweep_problems=6,
             sweep_samples=1,
-            replacement_taus={name: values[1:3] for name, values in self.replacement_taus.items()},
+            replacement_taus={name: values[1:3] or values[:1] for name, values in self.replacement_taus.items()},
             methods=self.methods[:2],
             extrapolation_gammas=[0.0, 0.5],
             extrapolation_taus=[-0.3],
@@ -187,3 +210,10 @@ class DemoConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _weighting_name(method: str) -> str:
+    try:
+        return canonical_weighting_name(method)
+    except ValueError as error:
+        raise ValueError(f"`methods`: {method!r} is not a weighting. {error}") from None

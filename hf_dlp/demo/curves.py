@@ -1,4 +1,5 @@
-"""Training curves of the demo's RLVR runs (accuracy, entropy, length, advantage weights) as one PNG."""
+"""Training curves of the demo's RLVR runs (accuracy, entropy, length, advantage weights) as one PNG; several seeds
+of a method are drawn as their mean with a standard-error band."""
 
 from __future__ import annotations
 
@@ -21,8 +22,40 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
+def _series(history: list[dict], key: str, transform, window: int) -> dict[int, float]:
+    points = [(entry.get("step", i + 1), entry[key]) for i, entry in enumerate(history) if key in entry]
+    if not points:
+        return {}
+    steps, values = zip(*points, strict=True)
+    values = [transform(float(v)) if transform else float(v) for v in values]
+    return dict(zip(steps, _smooth(values, window), strict=True))
+
+
+def _method(run: str) -> str:
+    """`low_prob-seed2` → `low_prob`: the runs of one method with different seeds."""
+    return run.split("-seed")[0]
+
+
+def model_label(name: str) -> str:
+    """How plots and reports name a demo model: `base`, or the weighting's registered label and the seed.
+
+    Examples:
+
+    >>> model_label("base"), model_label("none"), model_label("low_prob-seed2")
+    ('base', 'DAPO (none)', 'low_prob (ours), seed 2')
+    """
+    from ..training.registry import weighting_label
+
+    if name == "base":
+        return name
+    method, _, seed = name.partition("-seed")
+    return weighting_label(method) + (f", seed {seed}" if seed else "")
+
+
 def plot_training_curves(histories: dict[str, list[dict]], path: str | Path | None = None, window: int = 10):
-    """Plot one line per run for each quantity in `PANELS` (moving average over `window` logged steps).
+    """Plot each quantity in `PANELS` (moving average over `window` logged steps): one line per run, or, for a
+    method trained with several seeds (`none`, `none-seed1`, ...), the across-seed mean with a band of ± one
+    standard error.
 
     Args:
         histories (`dict[str, list[dict]]`): run name → `trainer.state.log_history` entries that hold a `reward`.
@@ -34,20 +67,41 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path | No
     >>> figure = plot_training_curves({"none": history})
     >>> len(figure.axes)
     4
+    >>> seeds = {"none": history, "none-seed1": [{**entry, "reward": 0.0} for entry in history]}
+    >>> reward = plot_training_curves(seeds, window=1).axes[0]
+    >>> [line.get_label() for line in reward.lines], len(reward.collections)  # a mean line and its band
+    (['DAPO (none) (2 seeds, mean ± s.e.)'], 1)
     """
     from matplotlib.figure import Figure  # no pyplot: the caller's global backend and figure state stay as they are
 
     figure = Figure(figsize=(4.2 * len(PANELS), 3.4))
     axes = figure.subplots(1, len(PANELS))
-    colors = {name: f"C{index}" for index, name in enumerate(histories)}  # one color per run in every panel
+    groups: dict[str, list[str]] = {}
+    for run in histories:
+        groups.setdefault(_method(run), []).append(run)
+    colors = {method: f"C{index}" for index, method in enumerate(groups)}  # one color per method in every panel
     for ax, (key, title, transform) in zip(axes, PANELS, strict=True):
-        for name, history in histories.items():
-            points = [(entry.get("step", i + 1), entry[key]) for i, entry in enumerate(history) if key in entry]
-            if not points:
+        for method, runs in groups.items():
+            series = [curve for run in runs if (curve := _series(histories[run], key, transform, window))]
+            if not series:
                 continue
-            steps, values = zip(*points, strict=True)
-            values = [transform(float(v)) if transform else float(v) for v in values]
-            ax.plot(steps, _smooth(values, window), label=name, color=colors[name])
+            if len(series) == 1:
+                steps = sorted(series[0])
+                ax.plot(steps, [series[0][step] for step in steps], label=model_label(runs[0]), color=colors[method])
+                continue
+            steps = sorted(set.intersection(*(set(curve) for curve in series)))
+            means, errors = [], []
+            for step in steps:
+                values = [curve[step] for curve in series]
+                mean = sum(values) / len(values)
+                spread = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+                means.append(mean)
+                errors.append((spread / len(values)) ** 0.5)
+            label = f"{model_label(method)} ({len(series)} seeds, mean ± s.e.)"
+            ax.plot(steps, means, label=label, color=colors[method])
+            low = [m - e for m, e in zip(means, errors, strict=True)]
+            high = [m + e for m, e in zip(means, errors, strict=True)]
+            ax.fill_between(steps, low, high, color=colors[method], alpha=0.2, linewidth=0)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -18,7 +18,7 @@ import torch
 from .. import __version__
 from ..cpu_kernels import cpu_kernels, pin_cpu_kernels
 from ..distributed import default_device, is_main_process, num_processes
-from .config import RUN_LOCAL_FIELDS, DemoConfig
+from .config import GENERATORS, RUN_LOCAL_FIELDS, DemoConfig
 from .stages import StageJob, StageRecords, StageRunner, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -220,6 +220,18 @@ def _analysis_page(output: Path, results: dict[str, Any]) -> None:
     )
 
 
+def _sweep_figures(output: Path, results: dict[str, Any]) -> None:
+    """Draw the sweeps' figures from their results, so a rerun that reused the sweeps draws them as this version
+    does (with error bars)."""
+    from ..sweeps import SweepResult
+
+    sweeps = {"replacement": results["replacement"]}
+    sweeps.update({f"extrapolation_{generator}": sweep for generator, sweep in results["extrapolation"].items()})
+    for folder, sweep in sweeps.items():
+        result = SweepResult(sweep["kind"], sweep["rows"], sweep["references"], sweep.get("settings", {}))
+        result.plot(output / folder / f"{sweep['kind']}_sweep.png")
+
+
 def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, output: Path) -> dict[str, Any]:
     from ..sweeps import extrapolation_sweep, replacement_sweep
 
@@ -248,27 +260,33 @@ def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, outpu
             **common,
         ).to_dict(),
         files=(output / "replacement",),
+        resumable=True,  # its finished cells survive an interruption (`hf_dlp.sweeps.cells`)
     )
     results["extrapolation"] = {}
-    for generator in ("rl", "base"):
+    for generator in GENERATORS:
+        taus = config.taus_for(generator)
+        # The two models alone were evaluated by the replacement sweep, on the same problems and sampling.
         inputs = stages.inputs(
             SWEEP_FIELDS,
             "train/none",
+            "5a. replacement sweep",
             generator=generator,
             gammas=config.extrapolation_gammas,
-            taus=config.extrapolation_taus,
+            taus=taus,
         )
         results["extrapolation"][generator] = stages.run(
             f"5b. extrapolation sweep ({generator} generates)",
             inputs,
-            lambda generator=generator: extrapolation_sweep(
+            lambda generator=generator, taus=taus: extrapolation_sweep(
                 gammas=config.extrapolation_gammas,
-                taus=config.extrapolation_taus,
+                taus=taus,
                 generator=generator,
+                references=results["replacement"]["references"],
                 output_dir=output / f"extrapolation_{generator}",
                 **common,
             ).to_dict(),
             files=(output / f"extrapolation_{generator}",),
+            resumable=True,
         )
     return results
 
@@ -367,7 +385,9 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
 
     histories = _train_all(stages, base_path, tokenizer, output)
     if histories and is_main_process():
-        plot_training_curves(histories, output / "training_curves.png")
+        # A moving average over 10 logged steps, fewer for short runs (16 steps: 3).
+        window = max(1, min(10, config.train_steps // 5))
+        plot_training_curves(histories, output / "training_curves.png", window=window)
     results["training"] = histories
 
     model_paths = _model_paths(config, base_path, output)
@@ -386,6 +406,7 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     results.update(_sweeps(stages, base_model, rl_model, tokenizer, sweep_dataset, output))
     if is_main_process():
         _analysis_page(output, results)
+        _sweep_figures(output, results)
 
     results["stage_seconds"] = stages.seconds
     results["reused_stages"] = stages.reused

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..selection_rules import rule_label
 from ..sweeps import format_swaps_table
+from .claims import (
+    UNIT_LABELS,
+    Claim,
+    TrainingComparison,
+    binomial_stderr,
+    demo_claims,
+    method_scores,
+    replacement_gains,
+    sweep_samples,
+    training_comparisons,
+)
+from .curves import model_label
 from .expected import DECIMALS, HEADLINE_FILE, compare_with_expected, headline_record, load_expected
 
 # The paper's numbers (../shared/paper.md; Table 2, Fig. 1c, Fig. 4). Models are 7B-32B; ours are ~100k parameters.
@@ -26,15 +37,7 @@ PAPER_FIG4 = [  # (pair, selective replace, RLVR, selective extrapolate), AIME24
     ("DAPO-32B", 51.67, 52.50, 55.42),
     ("UniReason-14B", 54.06, 54.58, 55.83),
 ]
-METRIC_LABELS = {
-    # selection rules of the sweeps
-    "delta_logp": "Δlog p",
-    "kl": "KL(RL‖base)",
-    "kl_reverse": "KL(base‖RL)",
-    "kl_mean": "mean KL",
-    "entropy": "entropy",
-    "random": "random",
-    # metrics of the analysis
+METRIC_LABELS = {  # the analysis's metrics (the sweeps' rules are labelled by `hf_dlp.selection_rules.rule_label`)
     "base_logp": "log π_base",
     "rl_logp": "log π_RL",
     "base_entropy": "entropy (base)",
@@ -54,109 +57,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _stderr(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
-
-
 def _with_stderr(p: float, n: int) -> str:
-    return f"{_pct(p)} ± {_pct(_stderr(p, n))}"
-
-
-def _sweep_samples(results: dict[str, Any]) -> int:
-    """Samples behind each sweep accuracy: the sweep's problems (at most the evaluation's) times its samples."""
-    config = results["config"]
-    return min(config["sweep_problems"], config["eval_problems"]) * config["sweep_samples"]
-
-
-def _verdict(difference: float, stderr: float) -> str:
-    """ "yes" beyond two standard errors of the difference, "no" below minus two, "within noise" between."""
-    if difference > 2 * stderr:
-        return "yes"
-    return "no" if difference < -2 * stderr else "within noise"
-
-
-def _compare(first: float, second: float, n_first: int, n_second: int) -> str:
-    """`_verdict` for two accuracies over `n` samples each (binomial standard errors)."""
-    return _verdict(first - second, math.sqrt(_stderr(first, n_first) ** 2 + _stderr(second, n_second) ** 2))
-
-
-def _seed_count(config: dict[str, Any]) -> int:
-    """Training seeds behind the results: one when a given RL model replaced training."""
-    return 1 if config.get("rl_model") else config.get("seeds", 1)
-
-
-def method_scores(results: dict[str, Any]) -> dict[str, tuple[list[float], float, float]]:
-    """Per model name (`base` and each trained method): its Avg@k of every seed, their mean and standard error.
-
-    One seed: the binomial standard error of that Avg@k. Several: the standard error of the across-seed mean
-    (sample standard deviation / sqrt(seeds)), the spread training seeds actually produce.
-    """
-    evaluations, config = results["evaluation"], results["config"]
-    seeds = _seed_count(config)
-    scores = {}
-    for name in ("base", *config["methods"]):
-        keys = [name] if name == "base" else [name] + [f"{name}-seed{i}" for i in range(1, seeds)]
-        values = [evaluations[key]["avg_at_k"] for key in keys]
-        mean = sum(values) / len(values)
-        if len(values) == 1:
-            first = evaluations[keys[0]]
-            stderr = _stderr(mean, first["num_problems"] * first["num_samples"])
-        else:
-            stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
-        scores[name] = (values, mean, stderr)
-    return scores
-
-
-@dataclass
-class TrainingComparison:
-    """One training claim: `first` against `second` (Avg@k), the difference of their means and its standard error,
-    `paired` seed by seed when both were trained with the same seeds (else the two standard errors combine);
-    `detectable` is the smallest difference this budget could tell from zero (two standard errors)."""
-
-    claim: str
-    first: str
-    second: str
-    difference: float
-    stderr: float
-    per_seed: list[float]
-    paired: bool
-
-    @property
-    def detectable(self) -> float:
-        return 2 * self.stderr
-
-    @property
-    def verdict(self) -> str:
-        return _verdict(self.difference, self.stderr)
-
-
-def _comparison(scores, claim: str, first: str, second: str) -> TrainingComparison:
-    (values_a, mean_a, se_a), (values_b, mean_b, se_b) = scores[first], scores[second]
-    if len(values_a) == len(values_b) > 1:
-        differences = [a - b for a, b in zip(values_a, values_b, strict=True)]
-        mean = sum(differences) / len(differences)
-        spread = sum((d - mean) ** 2 for d in differences) / (len(differences) - 1)
-        return TrainingComparison(claim, first, second, mean, math.sqrt(spread / len(differences)), differences, True)
-    return TrainingComparison(claim, first, second, mean_a - mean_b, math.sqrt(se_a**2 + se_b**2), [], False)
-
-
-def training_comparisons(results: dict[str, Any]) -> list[TrainingComparison]:
-    """The training claims this run can judge, each with its difference and standard error.
-
-    Examples:
-
-    >>> run = {"config": {"methods": ["none", "low_prob"], "seeds": 2}, "evaluation": {
-    ...     "base": {"avg_at_k": 0.2, "num_problems": 100, "num_samples": 4},
-    ...     "none": {"avg_at_k": 0.5}, "none-seed1": {"avg_at_k": 0.6},
-    ...     "low_prob": {"avg_at_k": 0.6}, "low_prob-seed1": {"avg_at_k": 0.7}}}
-    >>> [(c.first, c.second, round(c.difference, 3), round(c.stderr, 3), c.paired) for c in training_comparisons(run)]
-    [('none', 'base', 0.35, 0.054, False), ('low_prob', 'none', 0.1, 0.0, True)]
-    """
-    scores = method_scores(results)
-    claims = [("RLVR training improved on the base model", "none", "base"),
-              ("low-probability reweighting beat the DAPO baseline", "low_prob", "none"),
-              ("low-probability reweighting beat the 'dominate' reweighting", "low_prob", "dominate")]  # fmt: skip
-    return [_comparison(scores, claim, a, b) for claim, a, b in claims if a in scores and b in scores]
+    return f"{_pct(p)} ± {_pct(binomial_stderr(p, n))}"
 
 
 def _comparisons_table(comparisons: list[TrainingComparison]) -> str:
@@ -166,7 +68,7 @@ def _comparisons_table(comparisons: list[TrainingComparison]) -> str:
     return _table(["difference", "per seed", "mean ± s.e.", "smallest detectable (2 s.e.)", "held"], rows)
 
 
-def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def _evaluation_section(results: dict[str, Any]) -> str:
     evaluations = results["evaluation"]
     any_result = next(iter(evaluations.values()))
     k = any_result["num_samples"]
@@ -175,8 +77,8 @@ def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
         n = result["num_problems"] * k
         rows.append(
             [
-                name,
-                f"{_pct(result['avg_at_k'])} ± {_pct(_stderr(result['avg_at_k'], n))}",
+                model_label(name),
+                _with_stderr(result["avg_at_k"], n),
                 _pct(result["pass_at_k"]["1"]),
                 _pct(result["pass_at_k"][str(k)]),
             ]
@@ -214,10 +116,10 @@ def _evaluation_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
             "\nThe paper's Table 3 (Qwen2.5-Math-7B, AIME24 Avg@32): dominate 36.35, PPL 35.63, ours 39.06; "
             "dominate's training entropy collapses (about 0.06 against about 0.4).\n"
         )
-    return text, {c.claim: c.verdict for c in comparisons}
+    return text
 
 
-def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def _analysis_section(results: dict[str, Any]) -> str:
     separation = results["analysis"]["separation"]
     summary = results["analysis"]["summary"]
     rows = [
@@ -231,8 +133,6 @@ def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
         ]
         for metric, stats in separation.items()
     ]
-    distance = {metric: abs(stats["auroc_response"] - 0.5) for metric, stats in separation.items()}
-    magnitude = [m for m in ("base_entropy", "rl_entropy", "kl_rl_base", "kl_base_rl") if m in distance]
     text = (
         "## 4. Identify: which metric tells RL-written from base-written text (Fig. 1b)\n\n"
         "![Fig. 1b](analysis/fig1b_histograms.png)\n\n"
@@ -253,12 +153,7 @@ def _analysis_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
         "The paper reports that only Δlog p shifts (RL-written text has a positive tail, base-written a negative one) "
         "while the entropy and KL histograms overlap almost completely.\n"
     )
-    verdict = {
-        "Δlog p separates the sources better than entropy and KL": "yes"
-        if all(distance["delta_logp"] > distance[m] for m in magnitude)
-        else "no"
-    }
-    return text, verdict
+    return text
 
 
 def _swaps_text(sweep: dict[str, Any]) -> str:
@@ -274,25 +169,21 @@ def _swaps_text(sweep: dict[str, Any]) -> str:
     )
 
 
-def _replacement_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def _replacement_section(results: dict[str, Any]) -> str:
     sweep = results["replacement"]
     refs = sweep["references"]
-    n = _sweep_samples(results)
+    n = sweep_samples(results)
     rows = [
         [
-            METRIC_LABELS.get(r["selection"], r["selection"]),
+            rule_label(r["selection"]),
             r["tau"],
             _pct(r["replacement_ratio"]),
             _with_stderr(r["avg_at_k"], n),
         ]
         for r in sweep["rows"]
     ]
-    gain = {}
-    for row in sweep["rows"]:
-        # Accuracy gained per percent of tokens replaced: the efficiency Fig. 1c compares.
-        if row["replacement_ratio"] > 0:
-            value = (row["avg_at_k"] - refs["base"]) / (100 * row["replacement_ratio"])
-            gain[row["selection"]] = max(gain.get(row["selection"], -math.inf), value)
+    # Accuracy gained per percent of tokens replaced: the efficiency Fig. 1c compares (`hf_dlp.demo.claims`).
+    gain = {rule: value for rule, (_, value) in replacement_gains(results).items()}
     text = (
         "## 5a. Token replacement: the base model generates, selected positions take the RL model's token (Fig. 1c)\n\n"
         "![Fig. 1c](replacement/replacement_sweep.png)\n\n"
@@ -300,26 +191,21 @@ def _replacement_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
         f"± one standard error over {n} samples).\n\n"
         + _table(["selection", "τ", "replaced tokens (%)", "accuracy (%, ± s.e.)"], rows)
         + "\n\nBest accuracy gained per percent of tokens replaced: "
-        + ", ".join(f"{METRIC_LABELS.get(k, k)} {v * 100:+.2f} pts" for k, v in gain.items())
+        + ", ".join(f"{rule_label(k)} {v * 100:+.2f} pts" for k, v in gain.items())
         + f".\n\nThe paper: {PAPER_FIG1C}.\n"
         + _swaps_text(sweep)
     )
-    others = [k for k in gain if k != "delta_logp"]
-    fewest = "delta_logp" in gain and all(gain["delta_logp"] >= gain[k] for k in others)
-    verdict = {"Δlog p selection recovers RL accuracy with the fewest replacements": "yes" if fewest else "no"}
-    return text, verdict
+    return text
 
 
-def _extrapolation_section(results: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    parts, verdicts = ["## 5b. Selective extrapolation, γ × τ (Fig. 4)\n"], {}
+def _extrapolation_section(results: dict[str, Any]) -> str:
+    parts = ["## 5b. Selective extrapolation, γ × τ (Fig. 4)\n"]
     for generator, sweep in results["extrapolation"].items():
         refs = sweep["references"]
-        n = _sweep_samples(results)
+        n = sweep_samples(results)
         rows = [
             [r["gamma"], r["tau"], _pct(r["replacement_ratio"]), _with_stderr(r["avg_at_k"], n)] for r in sweep["rows"]
         ]
-        extrapolated = [r for r in sweep["rows"] if r["gamma"] > 0]
-        best = max(extrapolated, key=lambda r: r["avg_at_k"]) if extrapolated else None
         parts.append(
             f"### generator: {generator} model\n\n![extrapolation, {generator} generates]"
             f"(extrapolation_{generator}/extrapolation_sweep.png)\n\n"
@@ -327,24 +213,20 @@ def _extrapolation_section(results: dict[str, Any]) -> tuple[str, dict[str, str]
             + _table(["γ", "τ", "selected tokens (%)", "accuracy (%, ± s.e.)"], rows)
             + "\n"
         )
-        if best is not None:
-            verdicts[f"the best γ > 0 beat the RL model ({generator} generates)"] = _compare(
-                best["avg_at_k"], refs["rl"], n, n
-            )
     parts.append(
         "The paper (base generates, AIME24 Avg@32):\n\n"
         + _table(
             ["pair", "selective replace (γ=0)", "RLVR", "selective extrapolate"], [list(row) for row in PAPER_FIG4]
         )
     )
-    return "\n".join(parts) + "\n", verdicts
+    return "\n".join(parts) + "\n"
 
 
 _SCALES = {
     "toy": "a ~100k-parameter character-level model",
     "smollm2": "SmolLM2-135M-Instruct (GGUF Q4_1, de-quantized) with LoRA",
 }
-_SCALES["smollm2-seeds"] = _SCALES["smollm2"]
+_SCALES["smollm2-seeds"] = _SCALES["smollm2-fig4"] = _SCALES["smollm2"]
 
 
 def training_signals(results: dict[str, Any]) -> dict[str, float]:
@@ -359,13 +241,14 @@ def training_signals(results: dict[str, Any]) -> dict[str, float]:
     return signals
 
 
-def _summary(results: dict[str, Any], verdicts: dict[str, str]) -> str:
+def _summary(results: dict[str, Any], claims: list[Claim]) -> str:
+    verdicts = {claim.name: claim.verdict for claim in claims}
     config = results["config"]
     held = [claim for claim, verdict in verdicts.items() if verdict == "yes"]
     missed = [claim for claim, verdict in verdicts.items() if verdict == "no"]
     unclear = [claim for claim, verdict in verdicts.items() if verdict == "within noise"]
     scale = _SCALES.get(config.get("preset", "toy"), f"`{results['base_model']}`")
-    seeds = _seed_count(config)
+    seeds = 1 if config.get("rl_model") else config.get("seeds", 1)
     text = (
         f"At this scale ({scale}, {config['train_steps']} GRPO steps, {seeds} seed{'s' if seeds > 1 else ''}, "
         "small evaluation budgets; an accuracy difference counts only beyond two standard errors), "
@@ -449,19 +332,26 @@ def _expected_section(record: dict[str, Any], preset: str) -> str:
     )
 
 
+def claims_table(claims: list[Claim]) -> str:
+    """The claims as a Markdown table: verdict, this run's difference ± s.e., the smallest detectable difference
+    (two standard errors) and the paper's number."""
+    rows = [[c.name, c.verdict, c.shown("difference"), c.shown("detectable"), UNIT_LABELS[c.unit], c.paper]
+            for c in claims]  # fmt: skip
+    return _table(["claim", "held here", "difference ± s.e.", "detectable", "unit", "the paper"], rows)
+
+
 def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
     """Write `report.md` from the demo's `results` (as saved in `results.json`) and return its path."""
     output_dir = Path(output_dir)
     config = results["config"]
-    sections, verdicts = [], {}
-    for build in (_evaluation_section, _analysis_section, _replacement_section, _extrapolation_section):
-        text, verdict = build(results)
-        sections.append(text)
-        verdicts.update(verdict)
-    record = headline_record(results, verdicts)
+    sections = [build(results) for build in (_evaluation_section, _analysis_section, _replacement_section,
+                                             _extrapolation_section)]  # fmt: skip
+    claims = demo_claims(results)
+    record = headline_record(results, {claim.name: claim.verdict for claim in claims})
     for c in training_comparisons(results):
         pair = f"{c.first} − {c.second}"
         record["numbers"].update({f"{pair} difference": c.difference, f"{pair} s.e.": c.stderr})
+    record["claims"] = [claim.to_dict() for claim in claims]
     (output_dir / HEADLINE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     stage_rows = [[name, f"{seconds:.1f}"] for name, seconds in results["stage_seconds"].items()]
     stage_rows.append(["total", f"{sum(results['stage_seconds'].values()):.1f}"])
@@ -478,10 +368,7 @@ def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
         f"hf_dlp {results['hf_dlp_version']}, preset `{config.get('preset', 'toy')}`, device `{results['device']}`, "
         f"seed {config['seed']}" + (" (quick budget)" if config["quick"] else "") + ".",
         "",
-        "## Summary\n\n"
-        + _summary(results, verdicts)
-        + "\n\n"
-        + _table(["claim", "held here"], [[c, v] for c, v in verdicts.items()]),
+        "## Summary\n\n" + _summary(results, claims) + "\n\n" + claims_table(claims),
         "",
         "## 1-2. Base model and RLVR training (DAPO recipe: ±1 reward, clip 0.2/0.28, token-level loss, no KL)\n\n"
         + training,

@@ -100,14 +100,18 @@ class StageRecords:
             return None
         return record["result"]
 
-    def start(self, name: str, inputs: dict[str, Any], files: list[Path] = ()) -> None:
-        """Mark stage `name` as started with `inputs`; remove the files a previous, different attempt left."""
+    def start(self, name: str, inputs: dict[str, Any], files: list[Path] = (), *, resumable: bool = False) -> None:
+        """Mark stage `name` as started with `inputs`; remove the files a previous attempt left, unless the stage is
+        `resumable` (it checks its own partial files, as the sweeps' cell stores do) and that attempt had the same
+        inputs."""
+        record_path = self._path(name)
+        same = record_path.exists() and json.loads(record_path.read_text()).get("fingerprint") == fingerprint(inputs)
         if is_main_process():
-            for path in files:
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
+            for stale in [] if resumable and same else files:
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                elif stale.exists():
+                    stale.unlink()
             record = {"stage": name, "fingerprint": fingerprint(inputs), "inputs": inputs, "finished": False}
             self._path(name).write_text(json.dumps(record, indent=2, default=str))
         barrier()
@@ -193,18 +197,31 @@ class StageRunner:
         self.records.finish(name, inputs, {"value": value, "seconds": seconds})
         logger.info("%s: %.1f s", name, seconds)
 
-    def _compute(self, name: str, inputs: dict[str, Any], compute: Callable[[], Any], files: tuple[Path, ...]):
+    def _compute(
+        self, name: str, inputs: dict[str, Any], compute: Callable[[], Any], files: tuple[Path, ...], resumable=False
+    ):
         logger.info("%s ...", name)
-        self.records.start(name, inputs, list(files))
+        self.records.start(name, inputs, list(files), resumable=resumable)
         start = time.perf_counter()
         value = compute()
         self._finish(name, inputs, value, time.perf_counter() - start)
         return value
 
-    def run(self, name: str, inputs: dict[str, Any], compute: Callable[[], Any], files: tuple[Path, ...] = ()):
-        """The result of stage `name`: the recorded one if it finished with these `inputs`, else `compute()`."""
+    def run(
+        self,
+        name: str,
+        inputs: dict[str, Any],
+        compute: Callable[[], Any],
+        files: tuple[Path, ...] = (),
+        *,
+        resumable: bool = False,
+    ):
+        """The result of stage `name`: the recorded one if it finished with these `inputs`, else `compute()`.
+
+        `files` are the stage's outputs, removed before it is computed; a `resumable` stage (one that reuses its own
+        finished parts, like a sweep's cells) keeps them when an interrupted attempt had the same inputs."""
         reused, value = self._reused(name, inputs)
-        return value if reused else self._compute(name, inputs, compute, files)
+        return value if reused else self._compute(name, inputs, compute, files, resumable)
 
     def run_jobs(
         self, jobs: list[StageJob], *, workers: int = 1, description: str, unit: str, show_bar: bool = True

@@ -80,28 +80,19 @@ def _lora_config(config: DemoConfig):
     )  # fmt: skip
 
 
-def train_rl_model(
-    config: DemoConfig,
-    method: str,
-    seed: int,
-    base_path: str,
-    tokenizer: PreTrainedTokenizerBase,
-    train_dataset: Dataset,
-    directory: Path,
-    *,
-    progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Train one RLVR model with `ReweightedGRPOTrainer` (DAPO-style: ±1 reward, clip-higher, token-level loss) and
-    save it (LoRA adapters merged) with its tokenizer into `directory`; return the logged steps that carry a reward.
+def grpo_arguments(config: DemoConfig, method: str, seed: int, directory: str | Path, *, cuda: bool = False):
+    """The `ReweightedGRPOConfig` of one demo training run: the DAPO recipe (±1 reward, clip 0.2/0.28, token-level
+    loss, no KL) with `method` as the reweighting, on the budget of `config`.
+
+    Examples:
+
+    >>> args = grpo_arguments(DemoConfig(), "low_prob", seed=0, directory="demo_output/models/low_prob")
+    >>> args.reweighting, args.loss_type, args.epsilon_high, args.max_steps
+    ('low_prob', 'dapo', 0.28, 150)
     """
-    import torch
-    from transformers import AutoModelForCausalLM
+    from ..training import ReweightedGRPOConfig
 
-    from ..rewards import signed_accuracy_reward
-    from ..training import ReweightedGRPOConfig, ReweightedGRPOTrainer
-
-    cuda = torch.cuda.is_available()
-    args = ReweightedGRPOConfig(
+    return ReweightedGRPOConfig(
         output_dir=str(directory),
         reweighting=method,
         reweight_alpha=config.reweight_alpha,
@@ -126,6 +117,29 @@ def train_rl_model(
         gradient_checkpointing=False,  # small models: recomputation costs more than the memory it saves
         log_level="warning",
     )
+
+
+def train_rl_model(
+    config: DemoConfig,
+    method: str,
+    seed: int,
+    base_path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    train_dataset: Dataset,
+    directory: Path,
+    *,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Train one RLVR model with `ReweightedGRPOTrainer` (DAPO-style: ±1 reward, clip-higher, token-level loss) and
+    save it (LoRA adapters merged) with its tokenizer into `directory`; return the logged steps that carry a reward.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..rewards import signed_accuracy_reward
+    from ..training import ReweightedGRPOTrainer
+
+    args = grpo_arguments(config, method, seed, directory, cuda=torch.cuda.is_available())
     dtype = getattr(torch, config.dtype)
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
     trainer = ReweightedGRPOTrainer(
@@ -152,4 +166,4 @@ def train_rl_model(
     return [entry for entry in trainer.state.log_history if "reward" in entry]
 
 
-__all__ = ["QuietTrainingCallback", "train_rl_model"]
+__all__ = ["QuietTrainingCallback", "grpo_arguments", "train_rl_model"]

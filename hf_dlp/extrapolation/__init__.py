@@ -9,11 +9,6 @@ forward, with the same greedy tokens and the same sampling distribution.
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
-
-from ..arguments import REMOVAL_VERSION
 from ..model_pair import check_same_vocabulary
 from .acceptance import BlockSchedule
 from .block import BlockExtrapolationDecoder
@@ -25,34 +20,13 @@ from .generate import disable_extrapolation, enable_extrapolation, generate_with
 from .lora import AdapterDisabledView, OneForwardLoraSampler, adapter_disabled_view, is_lora_model
 from .processor import ExtrapolationLogitsProcessor, ExtrapolationStats
 from .scorers import CachedModelScorer, NaiveRecomputeScorer, OtherModelScorer, SharedForwardScorer
-from .selection import AUTHORS_CRITERIA, extrapolate_log_probs, from_authors_criteria
-
-# Names that moved to `hf_dlp.sweeps` (an experiments layer above this capability); importable from here until 0.3.0.
-_MOVED_TO_SWEEPS = (
-    "DEFAULT_TAUS",
-    "SweepResult",
-    "extrapolation_sweep",
-    "plot_extrapolation_sweep",
-    "plot_replacement_sweep",
-    "replacement_sweep",
+from .selection import (
+    AUTHORS_CRITERIA,
+    extrapolate_log_probs,
+    from_authors_criteria,
+    register_selection_rule,
+    unregister_selection_rule,
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_SWEEPS:
-        warnings.warn(
-            f"`hf_dlp.extrapolation.{name}` moved to `hf_dlp.sweeps.{name}`; the old location will be removed in "
-            f"hf_dlp {REMOVAL_VERSION}. Use `from hf_dlp.sweeps import {name}`.",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module("hf_dlp.sweeps"), name)
-    if name == "check_extrapolation_arguments":  # deprecated: `ExtrapolationConfig` validates
-        from .config import check_extrapolation_arguments
-
-        return check_extrapolation_arguments
-    raise AttributeError(f"module 'hf_dlp.extrapolation' has no attribute {name!r}")
-
 
 __all__ = [
     "AUTHORS_CRITERIA",
@@ -85,5 +59,7 @@ __all__ = [
     "from_authors_criteria",
     "generate_with_extrapolation",
     "is_lora_model",
+    "register_selection_rule",
     "sampling_tail",
+    "unregister_selection_rule",
 ]

@@ -73,15 +73,16 @@ def generate(
 ):
     """Extrapolated `generate`: the checkpoint's `extrapolation_config.json` (or `extrapolation_config=`, a dict or an
     `ExtrapolationConfig`) sets γ, the selection rule, τ, the candidate set and `block_size` (block-verified decoding
-    when set); `gamma=`, `selection=`, `tau=`, `candidate_top_k=`, `block_size=` override it (`None` is an override too: `block_size=None` for the per-token processor, `tau=None`
-    with `selection="all"`; a new `selection` needs its own `tau` unless it takes none) (`top_k=` too until hf_dlp 0.3.0, with a `FutureWarning`). A call that sets no
+    when set); `gamma=`, `selection=`, `tau=`, `candidate_top_k=`, `block_size=` override it (`None` is an override
+    too: `block_size=None` for the per-token processor, `tau=None` with `selection="all"`; a new `selection` needs its
+    own `tau` unless it takes none). `top_k=` is `generate`'s own top-k sampling. A call that sets no
     `generation_config` and no `do_sample=False` samples with the checkpoint's `temperature` and `top_p` wherever it
     does not set them itself. The other model is `base_model=` / `rl_model=`, or loaded once from
     `base_model_name_or_path`. The selection statistics of the call are left in `model.extrapolation_stats`."""
     config = _checkpoint_config(model, extrapolation_config)
     # An override the caller wrote is kept even when it is None (`tau=None` clears the threshold); then drop the
     # unset ones among the rest, since `generate` forwards every one of its own arguments.
-    overrides = pop_overrides(kwargs, where="the exported custom_generate")
+    overrides = pop_overrides(kwargs)
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     config = config.with_overrides(**overrides)
     if generation_config is None and kwargs.get("do_sample", True):

@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
-from dataclasses import InitVar, asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 # hf_dlp-export: strip-begin
-from ..arguments import REMOVAL_VERSION, check_choice, check_number, rename_argument
+from ..arguments import check_choice, check_number
+from ..selection_rules import BUILTIN_RULE_NAMES, SELECTION_RULE_SPECS
 
 # hf_dlp-export: strip-end
 
@@ -28,9 +29,12 @@ CONFIG_NAME = "extrapolation_config.json"
 SelectionRule = Literal[
     "all", "delta_logp", "delta_logp_positive", "entropy", "other_entropy", "kl", "kl_reverse", "kl_mean", "random"
 ]
+# The built-in rules (`hf_dlp.selection_rules`; `selection_rules()` also lists registered ones).
 SELECTION_RULES: tuple[str, ...] = get_args(SelectionRule)
+if SELECTION_RULES != BUILTIN_RULE_NAMES:
+    raise RuntimeError(f"`SelectionRule` {SELECTION_RULES} and the built-in rule specs {BUILTIN_RULE_NAMES} disagree.")
 # Rules whose score is a non-negative magnitude (select when score >= tau).
-MAGNITUDE_RULES: tuple[str, ...] = ("entropy", "other_entropy", "kl", "kl_reverse", "kl_mean")
+MAGNITUDE_RULES: tuple[str, ...] = tuple(name for name in SELECTION_RULES if SELECTION_RULE_SPECS[name].nonnegative)
 
 GeneratorRole = Literal["rl", "base"]
 GENERATOR_ROLES: tuple[str, ...] = get_args(GeneratorRole)
@@ -73,7 +77,7 @@ class ExtrapolationConfig:
             `None` for `"all"` (the default threshold is dropped when `selection="all"`).
         candidate_top_k (`int`, *optional*, defaults to `50`): π_extra is restricted to the generator's top-k tokens
             (plus the candidate); `None` for the whole vocabulary. Not `generate`'s `top_k` sampling, which goes in
-            the `GenerationConfig`. Formerly `top_k` (still accepted until hf_dlp 0.3.0, with a `FutureWarning`).
+            the `GenerationConfig` (or a `top_k=` keyword of the call).
         generator (`str`, *optional*): which model generates, `"rl"` (guided by the base) or `"base"` (guided by the RL
             model, the paper's Fig. 4 setting). `None`: decided by the entry point (which model is passed as the other
             one; the exported `custom_generate` and `extrapolation_sweep` take `"rl"`).
@@ -120,16 +124,8 @@ class ExtrapolationConfig:
     temperature: float | None = 1.0
     top_p: float | None = 0.7
     block_size: int | str | None = None
-    # Deprecated spelling of `candidate_top_k` (hf_dlp 0.1); removed in 0.3.0.
-    top_k: InitVar[int | None] = None
 
-    def __post_init__(self, top_k: int | None = None):
-        if top_k is not None:
-            if self.candidate_top_k not in (None, ExtrapolationConfig.candidate_top_k):
-                raise TypeError("ExtrapolationConfig got both `top_k` (deprecated) and `candidate_top_k`; pass one.")
-            renamed = {"top_k": top_k}
-            rename_argument(renamed, "top_k", "candidate_top_k", where="ExtrapolationConfig")
-            self.candidate_top_k = renamed["candidate_top_k"]
+    def __post_init__(self):
         if isinstance(self.tau, str) and self.tau.lower() == "none":  # CLI strings
             self.tau = None
         if self.selection == "all" and self.tau == ExtrapolationConfig.tau:
@@ -143,7 +139,7 @@ class ExtrapolationConfig:
             maximum=MAX_GAMMA,
             hint="(0 replaces with the RL model's tokens, > 0 extrapolates past them; beyond 1e4 nothing changes.)",
         )
-        check_choice("selection", self.selection, SELECTION_RULES)
+        check_choice("selection", self.selection, tuple(SELECTION_RULE_SPECS))
         self.tau = _check_tau(self.selection, self.tau)
         self.candidate_top_k = check_number(
             "candidate_top_k",
@@ -169,7 +165,7 @@ class ExtrapolationConfig:
         self.block_size = _check_block_size(self.block_size)
 
     def with_overrides(self, **overrides: Any) -> ExtrapolationConfig:
-        """A validated copy with some fields replaced (`top_k` is the deprecated spelling of `candidate_top_k`).
+        """A validated copy with some fields replaced.
 
         A value of `None` is an override too (`tau=None` clears the threshold). A new `selection` brings its own
         threshold semantics: without a `tau` of its own it drops the old rule's τ when it takes none (`"all"`), and
@@ -187,21 +183,20 @@ class ExtrapolationConfig:
         """
         if not overrides:
             return self
-        renamed = dict(overrides)
-        rename_argument(renamed, "top_k", "candidate_top_k", where="ExtrapolationConfig.with_overrides")
+        overrides = dict(overrides)
         known = {spec.name for spec in fields(self)}
-        unknown = sorted(set(renamed) - known)
+        unknown = sorted(set(overrides) - known)
         if unknown:
             raise TypeError(f"ExtrapolationConfig has no field(s) {unknown}; its fields are {sorted(known)}.")
-        selection = renamed.get("selection", self.selection)
-        if selection != self.selection and "tau" not in renamed and self.tau is not None:
+        selection = overrides.get("selection", self.selection)
+        if selection != self.selection and "tau" not in overrides and self.tau is not None:
             if selection != "all":
                 raise ValueError(
                     f"`selection={selection!r}` replaces the rule {self.selection!r}, whose threshold "
                     f"`tau={self.tau!r}` is of another quantity; pass a `tau` for {selection!r} with it."
                 )
-            renamed["tau"] = None
-        return dataclasses.replace(self, **renamed)
+            overrides["tau"] = None
+        return dataclasses.replace(self, **overrides)
 
     def processor_kwargs(self) -> dict[str, Any]:
         """The settings of the extrapolation itself (γ, the selection rule, τ and the candidate set)."""
@@ -283,26 +278,27 @@ class ExtrapolationConfig:
 
 
 def _check_tau(selection: str, tau: Any) -> float | None:
-    if selection == "all":
+    """`tau` as rule `selection` reads it (its `SelectionRuleSpec.threshold`), or an error that says what fits."""
+    spec = SELECTION_RULE_SPECS[selection]
+    if not spec.takes_tau:
         if tau is not None:
             raise ValueError(
-                f"`selection='all'` selects every position and takes no threshold; got `tau={tau!r}`. "
+                f"`selection={selection!r}` selects every position and takes no threshold; got `tau={tau!r}`. "
                 "Leave `tau=None` or choose a selective rule such as 'delta_logp'."
             )
         return None
-    hints = {"delta_logp": "a negative log-probability gap such as -0.35", "delta_logp_positive": "a gap such as 0.35"}
-    hint = hints.get(selection, "a number")
     if tau is None:
-        raise ValueError(f"`selection={selection!r}` needs a threshold `tau` ({hint}); got `tau=None`.")
-    tau = check_number("tau", tau, hint=f"`selection={selection!r}` needs {hint}.")
-    if selection in MAGNITUDE_RULES and tau < 0:
+        raise ValueError(f"`selection={selection!r}` needs a threshold `tau` ({spec.tau_hint}); got `tau=None`.")
+    tau = check_number("tau", tau, hint=f"`selection={selection!r}` needs {spec.tau_hint}.")
+    if spec.nonnegative and tau < 0:
         raise ValueError(
             f"`selection={selection!r}` selects positions whose score is >= `tau`, and the score is never "
             f"negative; got `tau={tau!r}`. Use `tau >= 0`."
         )
-    if selection == "random" and not 0 <= tau <= 1:
+    if spec.threshold == "probability" and not 0 <= tau <= 1:
         raise ValueError(
-            f"`selection='random'` uses `tau` as a selection probability; got `tau={tau!r}`, use a value in [0, 1]."
+            f"`selection={selection!r}` uses `tau` as a selection probability; got `tau={tau!r}`, use a value in "
+            "[0, 1]."
         )
     return tau
 
@@ -340,20 +336,18 @@ def _hf_dlp_version() -> str | None:
     return __version__
 
 
-def pop_overrides(kwargs: dict[str, Any], *, where: str) -> dict[str, Any]:
-    """Take the `ExtrapolationConfig` overrides (`OVERRIDE_KEYS`, and the deprecated `top_k`) out of `kwargs`.
+def pop_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take the `ExtrapolationConfig` overrides (`OVERRIDE_KEYS`) out of `kwargs`; the rest stays for `generate`.
 
-    Until hf_dlp 0.3.0 a `top_k=` keyword given to an extrapolation entry point still means the candidate set
-    (`candidate_top_k`), with a `FutureWarning`; from 0.3.0 it is `generate`'s own top-k sampling.
+    A `top_k=` keyword is `generate`'s own top-k sampling and stays in `kwargs`; the candidate set of π_extra is
+    `candidate_top_k`.
 
     Examples:
 
-    >>> import warnings
-    >>> kwargs = {"gamma": 0.2, "max_new_tokens": 8}
-    >>> pop_overrides(kwargs, where="generate_with_extrapolation"), kwargs
-    ({'gamma': 0.2}, {'max_new_tokens': 8})
+    >>> kwargs = {"gamma": 0.2, "candidate_top_k": 20, "top_k": 5, "max_new_tokens": 8}
+    >>> pop_overrides(kwargs), kwargs
+    ({'gamma': 0.2, 'candidate_top_k': 20}, {'top_k': 5, 'max_new_tokens': 8})
     """
-    rename_argument(kwargs, "top_k", "candidate_top_k", where=where)
     return {key: kwargs.pop(key) for key in OVERRIDE_KEYS if key in kwargs}
 
 
@@ -395,22 +389,3 @@ __all__ = [
     "pop_overrides",
     "resolve_config",
 ]
-
-
-def check_extrapolation_arguments(gamma: float, selection: str, tau: float | None, top_k: int | None = None) -> None:
-    """Deprecated (removed in hf_dlp 0.3.0): build an `ExtrapolationConfig`, which validates its fields.
-
-    Examples:
-
-    >>> import warnings
-    >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter("ignore")
-    ...     check_extrapolation_arguments(0.1, "delta_logp", -0.35, 50)
-    """
-    warnings.warn(
-        f"`check_extrapolation_arguments` is deprecated and will be removed in hf_dlp {REMOVAL_VERSION}; build an "
-        "`ExtrapolationConfig(gamma=..., selection=..., tau=..., candidate_top_k=...)`, which validates them.",
-        FutureWarning,
-        stacklevel=2,
-    )
-    ExtrapolationConfig(gamma=gamma, selection=selection, tau=tau, candidate_top_k=top_k)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..selection_rules import BUILTIN_RULE_NAMES
 from .compatibility import SUPPORTED_TRANSFORMERS_VERSIONS
 from .config import CONFIG_NAME, ExtrapolationConfig
 
@@ -18,6 +19,8 @@ _HERE = Path(__file__).parent
 # In dependency order; each later module uses names of the earlier ones.
 _EXPORTED_MODULES = (
     _HERE.parent / "arguments.py",
+    _HERE.parent / "divergence.py",
+    _HERE.parent / "selection_rules.py",
     _HERE / "config.py",
     _HERE / "compatibility.py",
     _HERE / "selection.py",
@@ -87,6 +90,7 @@ def export_custom_generate(save_directory: str | Path, config: ExtrapolationConf
     folder = Path(save_directory)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"`save_directory` ({str(folder)!r}) is a file; give the checkpoint folder.")
+    given = config is not None
     if config is None:
         if not (folder / CONFIG_NAME).is_file():
             raise ValueError(
@@ -96,7 +100,13 @@ def export_custom_generate(save_directory: str | Path, config: ExtrapolationConf
         config = ExtrapolationConfig.from_pretrained(folder)
     elif not isinstance(config, ExtrapolationConfig):
         raise TypeError(f"`config` must be an ExtrapolationConfig, got {type(config).__name__}.")
-    else:
+    if config.selection not in BUILTIN_RULE_NAMES:
+        raise ValueError(
+            f"`config.selection` ({config.selection!r}) is a rule registered in this process; the exported script "
+            f"knows the built-in rules {BUILTIN_RULE_NAMES} only. Export with one of them, or ship your rule's module "
+            "with the checkpoint and call `generate_with_extrapolation` instead."
+        )
+    if given:
         config.save_pretrained(folder)
     target = folder / "custom_generate"
     target.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,8 @@ def _valid_vocab_size(model, other: dict[str, Any], tokenizer, other_tokenizer) 
     if isinstance(other_model, OtherModelScorer):
         other_model = other_model.model
     base, rl = (other_model, model) if role == "base_model" else (model, other_model)
-    return common_vocab_size(base, rl, len(tokenizer) if tokenizer is not None else None, what="`tokenizer=`")
+    vocab_size = len(tokenizer) if tokenizer is not None else None
+    return common_vocab_size(base_model=base, rl_model=rl, vocab_size=vocab_size, what="`tokenizer=`")
 
 
 def generate_with_extrapolation(
@@ -100,10 +101,9 @@ def generate_with_extrapolation(
             base rows in one batched forward (peft mixed-adapter batch, one KV cache) instead of two calls. Same
             outputs; returns token ids only.
         generation_config (`GenerationConfig`, *optional*), kwargs: as for `generate` (`input_ids`, `attention_mask`,
-            `max_new_tokens`, `do_sample`, `temperature`, `top_p`, `num_return_sequences`, `min_new_tokens`, ...).
-            Until hf_dlp 0.3.0 a `top_k=` keyword is still the candidate set (`candidate_top_k`), with a
-            `FutureWarning`; for `generate`'s own top-k sampling pass `generation_config=GenerationConfig(top_k=...)`.
-            From 0.3.0 `top_k=` is `generate`'s.
+            `max_new_tokens`, `do_sample`, `temperature`, `top_p`, `top_k`, `num_return_sequences`,
+            `min_new_tokens`, ...). `top_k=` is `generate`'s own top-k sampling; the candidate set of π_extra is
+            `candidate_top_k=`.
         record_swaps (`bool`, defaults to `False`): keep, for each re-drawn position, the generator's candidate, the
             chosen token and their Δlog p in the stats (`ExtrapolationStats.swaps`; selective rules only).
 
@@ -121,7 +121,7 @@ def generate_with_extrapolation(
     >>> out.shape, len(stats.num_selected), 0.0 <= stats.replacement_ratio <= 1.0
     (torch.Size([2, 13]), 2, True)
     """
-    settings = resolve_config(config, pop_overrides(kwargs, where="generate_with_extrapolation"))
+    settings = resolve_config(config, pop_overrides(kwargs))
     input_ids, attention_mask = _prompt_inputs(kwargs)
     other, generate = _other_side(model, base_model, rl_model, one_forward)
     valid_vocab_size = _valid_vocab_size(model, other, tokenizer, other_tokenizer)
@@ -181,7 +181,7 @@ def enable_extrapolation(
             "`return_stats` is not an option of `enable_extrapolation`: the statistics of each call are "
             "stored in `model.extrapolation_stats`."
         )
-    settings = resolve_config(config, pop_overrides(overrides, where="enable_extrapolation"))
+    settings = resolve_config(config, pop_overrides(overrides))
     if overrides:
         raise TypeError(f"enable_extrapolation got unexpected keyword argument(s) {sorted(overrides)}.")
     if "_hf_dlp_original_generate" in model.__dict__:

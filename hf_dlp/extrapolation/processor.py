@@ -140,7 +140,7 @@ def _check_left_padded(mask: torch.Tensor, what: str) -> None:
 
 
 def _settings(config: ExtrapolationConfig | None, overrides: dict[str, Any], where: str) -> ExtrapolationConfig:
-    settings = pop_overrides(overrides, where=where)
+    settings = pop_overrides(overrides)
     if overrides:
         raise TypeError(
             f"{where} got unexpected keyword argument(s) {sorted(overrides)}; the extrapolation settings it takes are "

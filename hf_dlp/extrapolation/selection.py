@@ -1,80 +1,51 @@
-"""The arithmetic of one decoding step: π_extra, and the selection rules that decide where it replaces the candidate.
+"""One decoding step: the distributions of a position, and the selection rules that decide where π_extra replaces
+the candidate.
 
     log π_extra = log_softmax((1 + γ) log π_RL − γ log π_base)        (γ = 0: the RL model's own distribution)
 
-Everything here is finite by construction: log-probabilities are floored at `LOG_FLOOR` (a token below it has
-probability 0 in float32 anyway), so no `inf − inf` or `0 · inf` can appear, whichever side carries masks, and γ is
-bounded by `MAX_GAMMA` in `ExtrapolationConfig`, so (1 + γ) · log p stays far inside float32's range.
+The pair arithmetic (Δlog p, entropy, KL, π_extra, the floor `LOG_FLOOR`) is `hf_dlp.divergence`'s, so nothing here
+can produce `inf − inf` or `0 · inf`, whichever side carries masks; γ is bounded by `MAX_GAMMA` in
+`ExtrapolationConfig`, so (1 + γ) · log p stays far inside float32's range.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
-# Floor of log-probabilities: exp(-1e4) is 0 in any float type, and |(1 + γ) · floor| <= 1e8 for γ <= 1e4.
-LOG_FLOOR = -1e4
+# hf_dlp-export: strip-begin
+from ..divergence import LOG_FLOOR, delta_logp, entropy, extrapolate_log_probs, kl_divergence
+from ..selection_rules import SELECTION_RULE_SPECS, SelectionRuleSpec, add_selection_rule, remove_selection_rule
+
+# hf_dlp-export: strip-end
 
 
-def extrapolate_log_probs(
-    log_rl: torch.Tensor, log_base: torch.Tensor, gamma: float, *, allowed: torch.Tensor | None = None
-) -> torch.Tensor:
-    """log π_extra = log_softmax((1 + γ) log π_RL − γ log π_base) over the last dimension, `-inf` outside `allowed`.
-
-    Args:
-        log_rl, log_base (`torch.Tensor`): `(..., vocab)` log-probabilities of the RL and base models; `-inf` entries
-            are fine on either side (they are floored at `LOG_FLOOR` before the combination).
-        gamma (`float`): extrapolation strength γ >= 0.
-        allowed (`torch.Tensor`, *optional*): `(..., vocab)` booleans, the tokens π_extra may put mass on (the
-            generator's support, after the masks of other processors); defaults to where π_RL > 0.
-
-    Returns:
-        `torch.Tensor`: `(..., vocab)` normalised log-probabilities (float32 or wider), never NaN.
-
-    Examples:
-
-    >>> import torch
-    >>> log_base, log_rl = torch.tensor([0.5, 0.5]).log(), torch.tensor([0.8, 0.2]).log()
-    >>> extrapolate_log_probs(log_rl, log_base, gamma=1.0).exp()   # ∝ 0.8²/0.5, 0.2²/0.5
-    tensor([0.9412, 0.0588])
-    >>> masked_base = torch.tensor([float("-inf"), 0.0])            # the base generates and a processor masked id 0
-    >>> extrapolate_log_probs(log_rl, masked_base, gamma=0.0, allowed=masked_base > LOG_FLOOR).exp()
-    tensor([0., 1.])
-    """
-    dtype = torch.promote_types(log_rl.dtype, torch.float32)
-    if allowed is None:
-        allowed = log_rl > LOG_FLOOR
-    rl = log_rl.to(dtype).clamp(min=LOG_FLOOR)
-    base = log_base.to(dtype).clamp(min=LOG_FLOOR)
-    extra = (rl + gamma * (rl - base)).masked_fill(~allowed, float("-inf"))
-    return torch.log_softmax(extra, dim=-1)
+ScoreFunction = Callable[[torch.LongTensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def entropy(log_probs: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of `(..., vocab)` log-probabilities, zero-probability entries contributing 0.
-
-    Examples:
-
-    >>> round(float(entropy(torch.tensor([0.5, 0.5, 0.0]).log())), 4)
-    0.6931
-    """
-    probs = log_probs.exp()
-    return -torch.where(probs > 0, probs * log_probs.clamp(min=LOG_FLOOR), 0.0).sum(-1)
+def _delta_logp(candidate, log_rl, log_base, log_generator):
+    return delta_logp(log_rl, log_base, candidate)
 
 
-def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """KL(p‖q) (nats) of `(..., vocab)` log-probabilities; finite even where q is 0 (q is floored at `LOG_FLOOR`).
+def _other_entropy(candidate, log_rl, log_base, log_generator):
+    return entropy(log_base if log_generator is log_rl else log_rl)
 
-    Examples:
 
-    >>> p, q = torch.tensor([0.5, 0.5]).log(), torch.tensor([0.9, 0.1]).log()
-    >>> round(float(kl_divergence(p, q)), 4)
-    0.5108
-    """
-    probs = log_p.exp()
-    diff = log_p.clamp(min=LOG_FLOOR) - log_q.clamp(min=LOG_FLOOR)
-    return torch.where(probs > 0, probs * diff, 0.0).sum(-1)
+# Each rule's score `(candidate, log_rl, log_base, log_generator) -> (batch,)`, compared with τ as its
+# `SelectionRuleSpec.threshold` says ("all" and "random" need none). `register_selection_rule` adds to it.
+RULE_SCORES: dict[str, ScoreFunction] = {
+    "delta_logp": _delta_logp,
+    "delta_logp_positive": _delta_logp,
+    "entropy": lambda candidate, log_rl, log_base, log_generator: entropy(log_generator),
+    "other_entropy": _other_entropy,
+    "kl": lambda candidate, log_rl, log_base, log_generator: kl_divergence(log_rl, log_base),
+    "kl_reverse": lambda candidate, log_rl, log_base, log_generator: kl_divergence(log_base, log_rl),
+    "kl_mean": lambda candidate, log_rl, log_base, log_generator: (
+        0.5 * (kl_divergence(log_rl, log_base) + kl_divergence(log_base, log_rl))
+    ),
+}
 
 
 def select_positions(
@@ -106,27 +77,74 @@ def select_positions(
     [True, True]
     """
     batch = candidate.shape[0]
-    if selection == "all":
-        return torch.ones(batch, dtype=torch.bool, device=candidate.device)
-    if selection == "random":
-        return torch.rand(batch, generator=random, device=candidate.device) < tau
-    if selection in ("delta_logp", "delta_logp_positive"):
-        index = candidate[:, None]
-        delta = log_rl.clamp(min=LOG_FLOOR).gather(-1, index) - log_base.clamp(min=LOG_FLOOR).gather(-1, index)
-        return delta[:, 0] <= tau if selection == "delta_logp" else delta[:, 0] >= tau
-    if selection == "entropy":
-        score = entropy(log_generator)
-    elif selection == "other_entropy":
-        score = entropy(log_base if log_generator is log_rl else log_rl)
-    elif selection == "kl":
-        score = kl_divergence(log_rl, log_base)
-    elif selection == "kl_reverse":
-        score = kl_divergence(log_base, log_rl)
-    elif selection == "kl_mean":
-        score = 0.5 * (kl_divergence(log_rl, log_base) + kl_divergence(log_base, log_rl))
-    else:
+    spec = SELECTION_RULE_SPECS.get(selection)
+    if spec is None or (spec.threshold not in ("none", "probability") and selection not in RULE_SCORES):
         raise ValueError(f"Unknown `selection` {selection!r}; `ExtrapolationConfig` validates it.")
-    return score >= tau
+    if spec.threshold == "none":
+        return torch.ones(batch, dtype=torch.bool, device=candidate.device)
+    if spec.threshold == "probability":
+        return torch.rand(batch, generator=random, device=candidate.device) < tau
+    score = RULE_SCORES[selection](candidate, log_rl, log_base, log_generator)
+    return score <= tau if spec.threshold == "at_most" else score >= tau
+
+
+def register_selection_rule(
+    name: str,
+    *,
+    formula: str,
+    threshold: str,
+    default_taus: tuple[float, ...],
+    label: str | None = None,
+    tau_hint: str = "a number",
+    nonnegative: bool = False,
+    overwrite: bool = False,
+) -> Callable[[ScoreFunction], ScoreFunction]:
+    """Register a selection rule: the decorated function scores each position, and the rule selects where the score
+    is `<= τ` (`threshold="at_most"`) or `>= τ` (`"at_least"`). Every entry point then accepts `selection=name`:
+    `ExtrapolationConfig` validates its τ, the sweeps use `default_taus` when given no grid, and plots and reports
+    print `label` (`hf_dlp.selection_rules.SelectionRuleSpec`).
+
+    The function takes `(candidate, log_rl, log_base, log_generator)`: the `(batch,)` token `generate` would emit and
+    the `(batch, vocab)` log-probabilities of the RL model, the base model and the generator (one of the two, the
+    same tensor), and returns `(batch,)` scores. It runs on the per-token and the block-verified paths alike.
+
+    Examples:
+
+    >>> @register_selection_rule("rl_logp_below", formula="log π_RL(y) ≤ τ", threshold="at_most",
+    ...                          default_taus=(-3.0, -2.0), label="log π_RL", overwrite=True)
+    ... def rl_logp_below(candidate, log_rl, log_base, log_generator):
+    ...     return log_rl.gather(-1, candidate[:, None])[:, 0]
+    >>> from hf_dlp.extrapolation import ExtrapolationConfig
+    >>> ExtrapolationConfig(selection="rl_logp_below", tau=-2.0).selection
+    'rl_logp_below'
+    >>> log_rl = torch.tensor([[0.99, 0.01]]).log()
+    >>> select_positions("rl_logp_below", -2.0, torch.tensor([1]), log_rl, log_rl, log_rl).tolist()  # log 0.01 ≈ -4.6
+    [True]
+    >>> unregister_selection_rule("rl_logp_below").name
+    'rl_logp_below'
+    """
+    if threshold not in ("at_most", "at_least"):
+        raise ValueError(
+            f"`threshold` of a scored rule must be 'at_most' or 'at_least', got {threshold!r} ('probability' and "
+            "'none' are the built-in 'random' and 'all')."
+        )
+    spec = SelectionRuleSpec(name, formula, threshold, label or name, tuple(default_taus), tau_hint, nonnegative)
+
+    def decorator(function: ScoreFunction) -> ScoreFunction:
+        if not callable(function):
+            raise TypeError(f"`register_selection_rule({name!r})` decorates a function, got {function!r}.")
+        add_selection_rule(spec, overwrite=overwrite)
+        RULE_SCORES[name] = function
+        return function
+
+    return decorator
+
+
+def unregister_selection_rule(name: str) -> SelectionRuleSpec:
+    """Remove a rule added with `register_selection_rule` (its spec and its score); return the spec."""
+    spec = remove_selection_rule(name)
+    RULE_SCORES.pop(name, None)
+    return spec
 
 
 # The authors' `get_enable_mask` criteria (extrapolate.py; "main" = the generator, "assistant" = the other model) as
@@ -245,6 +263,8 @@ __all__ = [
     "from_authors_criteria",
     "kl_divergence",
     "redraw_log_probs",
+    "register_selection_rule",
     "select_positions",
     "step_log_probs",
+    "unregister_selection_rule",
 ]

@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 import torch
 
 # hf_dlp-export: strip-begin
+from ..divergence import delta_logp
 from .config import ExtrapolationConfig
-from .selection import LOG_FLOOR
 
 # hf_dlp-export: strip-end
 
@@ -37,9 +37,8 @@ class SwapLog:
 
     def add(self, position: int, rows, candidate, chosen, log_rl: torch.Tensor, log_base: torch.Tensor) -> None:
         """Record the `rows` (a `(batch,)` mask) re-drawn at `position`; log-probabilities are `(batch, valid)`."""
-        delta = log_rl.clamp(min=LOG_FLOOR) - log_base.clamp(min=LOG_FLOOR)
         both = torch.stack([candidate, chosen], dim=-1)
-        self._steps.append((position, rows.clone(), both, delta.gather(-1, both)))
+        self._steps.append((position, rows.clone(), both, delta_logp(log_rl, log_base, both)))
 
     def per_sequence(self, batch: int) -> list[list[Swap]]:
         out: list[list[Swap]] = [[] for _ in range(batch)]

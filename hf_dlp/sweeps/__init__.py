@@ -4,7 +4,7 @@
 `hf_dlp.evaluation.evaluate_model` over a grid and return a `SweepResult` (JSON and PNG); with an `output_dir` each
 finished cell is stored as it finishes, so an interrupted sweep resumes (`hf_dlp.sweeps.cells`).
 `replacement_sweep(..., record_swaps=True)` also keeps what the replacement swapped (`hf_dlp.sweeps.swaps`). Moved here from
-`hf_dlp.extrapolation` in hf_dlp 0.2; the old import location works until 0.3.0, with a `FutureWarning`.
+`hf_dlp.extrapolation` in hf_dlp 0.2; the old location is gone since 0.3.0.
 """
 
 from .cells import CellStore

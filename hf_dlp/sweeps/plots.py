@@ -6,21 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..selection_rules import rule_label
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .result import SweepResult
-
-_LABELS = {
-    "delta_logp": "Δlog p",
-    "delta_logp_positive": "Δlog p (positive)",
-    "entropy": "entropy",
-    "other_entropy": "other model's entropy",
-    "kl": "KL(RL‖base)",
-    "kl_reverse": "KL(base‖RL)",
-    "kl_mean": "mean KL",
-    "random": "random",
-}
 
 
 def _new_figure(size=(5.5, 4.0)):
@@ -30,15 +21,35 @@ def _new_figure(size=(5.5, 4.0)):
     return figure, figure.add_subplot()
 
 
-def _draw_references(ax, references: dict[str, float]) -> None:
+def _samples(result: SweepResult) -> int | None:
+    """Sequences behind each accuracy (problems × samples), when the result's settings say."""
+    settings = result.settings or {}
+    rows = (settings.get("dataset") or {}).get("num_rows")
+    return rows * settings["num_samples"] if rows and settings.get("num_samples") else None
+
+
+def _stderr(accuracy: float, samples: int | None) -> float:
+    """One binomial standard error, in percent (0 when the sample count is unknown)."""
+    return 0.0 if not samples else 100 * (max(accuracy * (1 - accuracy), 0.0) / samples) ** 0.5
+
+
+def _draw_references(ax, references: dict[str, float], samples: int | None = None) -> None:
     for name, style in (("base", ":"), ("rl", "--")):
         if name in references:
+            value = 100 * references[name]
             ax.axhline(
-                100 * references[name],
-                color="grey",
-                linestyle=style,
-                label=f"{name.upper() if name == 'rl' else 'Base'}: {100 * references[name]:.2f}",
+                value, color="grey", linestyle=style, label=f"{name.upper() if name == 'rl' else 'Base'}: {value:.2f}"
             )
+            if samples:  # ± one standard error
+                error = _stderr(references[name], samples)
+                ax.axhspan(value - error, value + error, color="grey", alpha=0.08, linewidth=0)
+
+
+def _draw_points(ax, xs: list[float], accuracies: list[float], samples: int | None, label: str) -> None:
+    """A line through the points, with ± one standard error bars when the sample count is known."""
+    ys = [100 * accuracy for accuracy in accuracies]
+    errors = [_stderr(accuracy, samples) for accuracy in accuracies] if samples else None
+    ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3 if errors else 0, label=label)
 
 
 def _save(figure, path: str | Path | None):
@@ -62,17 +73,14 @@ def plot_replacement_sweep(result: SweepResult, path: str | Path | None = None) 
     'RL token replacement ratio (%)'
     """
     figure, ax = _new_figure()
+    samples = _samples(result)
     for selection in dict.fromkeys(row["selection"] for row in result.rows):
         rows = sorted(
             (row for row in result.rows if row["selection"] == selection), key=lambda row: row["replacement_ratio"]
         )
-        ax.plot(
-            [100 * row["replacement_ratio"] for row in rows],
-            [100 * row["avg_at_k"] for row in rows],
-            marker="o",
-            label=_LABELS.get(selection, selection),
-        )
-    _draw_references(ax, result.references)
+        ratios = [100 * row["replacement_ratio"] for row in rows]
+        _draw_points(ax, ratios, [row["avg_at_k"] for row in rows], samples, rule_label(selection))
+    _draw_references(ax, result.references, samples)
     ax.set_xlabel("RL token replacement ratio (%)")
     ax.set_ylabel("Avg@k (%)")
     ax.set_title("Selective replacement: accuracy vs. tokens replaced")
@@ -81,7 +89,8 @@ def plot_replacement_sweep(result: SweepResult, path: str | Path | None = None) 
 
 
 def plot_extrapolation_sweep(result: SweepResult, path: str | Path | None = None) -> Figure:
-    """Avg@k (%) against γ, one line per τ, with the two models as references.
+    """Avg@k (%) against γ, one line per τ, with the two models as references; ± one binomial standard error
+    (bars, and bands around the references) when the result's settings give the problem and sample counts.
 
     Examples:
 
@@ -91,14 +100,18 @@ def plot_extrapolation_sweep(result: SweepResult, path: str | Path | None = None
     >>> figure = plot_extrapolation_sweep(SweepResult("extrapolation", rows, {"base": 0.1, "rl": 0.5}))
     >>> figure.axes[0].get_xlabel()
     'γ (extrapolation strength)'
+    >>> counted = SweepResult("extrapolation", rows, {"rl": 0.5}, {"num_samples": 4, "dataset": {"num_rows": 25}})
+    >>> len(plot_extrapolation_sweep(counted).axes[0].patches)  # the RL reference's ± s.e. band
+    1
     """
     figure, ax = _new_figure()
+    samples = _samples(result)
     for tau in dict.fromkeys(row["tau"] for row in result.rows):
         rows = sorted((row for row in result.rows if row["tau"] == tau), key=lambda row: row["gamma"])
         ratio = sum(row["replacement_ratio"] for row in rows) / len(rows)
         label = "all positions" if tau is None else f"τ = {tau:g} (~{100 * ratio:.1f}% selected)"
-        ax.plot([row["gamma"] for row in rows], [100 * row["avg_at_k"] for row in rows], marker="o", label=label)
-    _draw_references(ax, result.references)
+        _draw_points(ax, [row["gamma"] for row in rows], [row["avg_at_k"] for row in rows], samples, label)
+    _draw_references(ax, result.references, samples)
     ax.set_xlabel("γ (extrapolation strength)")
     ax.set_ylabel("Avg@k (%)")
     ax.set_title("Selective extrapolation along Δlog p")

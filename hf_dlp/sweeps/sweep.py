@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from ..arguments import check_number, check_output_dir, check_sequence, keyword_only_models
+from ..arguments import check_number, check_output_dir, check_sequence
 from ..distributed import is_main_process, sum_over_processes
 from ..evaluation import evaluate_model
 from ..extrapolation import ExtrapolationConfig, generate_with_extrapolation
@@ -32,6 +32,7 @@ from ..extrapolation.config import SELECTION_RULES, pop_overrides, resolve_confi
 from ..generation import generation_settings, resolve_generation_config
 from ..model_pair import check_pair_devices
 from ..rewards import RewardFunction, accuracy_reward
+from ..selection_rules import SELECTION_RULE_SPECS, selective_rules
 from .cells import CellStore, dataset_identity, model_identity
 from .result import SweepKind, SweepResult
 from .swaps import SwapCollector
@@ -40,18 +41,12 @@ if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-# Threshold grids per rule for models of the paper's scale (Δlog p in nats, entropy/KL in nats, random a probability).
-DEFAULT_TAUS: dict[str, tuple[float, ...]] = {
-    "delta_logp": (-2.0, -1.0, -0.5, -0.35, -0.2, -0.1),
-    "delta_logp_positive": (2.0, 1.0, 0.5, 0.35, 0.2, 0.1),
-    "entropy": (2.0, 1.0, 0.5, 0.25, 0.1),
-    "other_entropy": (2.0, 1.0, 0.5, 0.25, 0.1),
-    "kl": (1.0, 0.5, 0.2, 0.1, 0.05),
-    "kl_reverse": (1.0, 0.5, 0.2, 0.1, 0.05),
-    "kl_mean": (1.0, 0.5, 0.2, 0.1, 0.05),
-    "random": (0.01, 0.05, 0.1, 0.2),
-}
+# Threshold grids of the built-in rules for models of the paper's scale (Δlog p in nats, entropy/KL in nats, random a
+# probability): each rule's `SelectionRuleSpec.default_taus`, which a registered rule declares too.
 SELECTIVE_RULES: tuple[str, ...] = tuple(rule for rule in SELECTION_RULES if rule != "all")
+DEFAULT_TAUS: dict[str, tuple[float, ...]] = {
+    rule: SELECTION_RULE_SPECS[rule].default_taus for rule in SELECTIVE_RULES
+}
 
 
 class _StatsRecorder:
@@ -101,6 +96,18 @@ def _refuse_swept(overrides: dict[str, Any], swept: dict[str, str], where: str) 
             raise ValueError(f"{where} sweeps `{key}`; give the grid as `{instead}=[...]` instead of `{key}=`.")
 
 
+def _check_references(references: Mapping[str, float] | None) -> dict[str, float] | None:
+    if references is None:
+        return None
+    if not isinstance(references, Mapping) or set(references) != {"base", "rl"}:
+        raise ValueError(
+            f"`references` must map 'base' and 'rl' to their Avg@k (another sweep's `references`), got {references!r}."
+        )
+    return {
+        name: check_number(f"references[{name!r}]", references[name], minimum=0, maximum=1) for name in ("base", "rl")
+    }
+
+
 def _sweep_settings(kind, models, generator, grid, dataset, evaluation) -> dict[str, Any]:
     """What every cell of the sweep shares: the evaluation, the extrapolation settings not swept, data and models."""
     reward_fn = evaluation["reward_fn"]
@@ -137,6 +144,7 @@ def _sweep(
     progress: bool,
     output_dir: Path | None,
     record_swaps: bool = False,
+    references: Mapping[str, float] | None = None,
 ) -> SweepResult:
     """Evaluate every grid point, then the two models alone; save JSON and PNG into `output_dir` when given.
 
@@ -144,7 +152,7 @@ def _sweep(
     the same settings (`CellStore`). Under a launcher every cell's batches are shared between the processes, and
     every process returns the same `SweepResult`; only the main process writes files and shows the progress bar.
     """
-    check_pair_devices(models["base"], models["rl"])
+    check_pair_devices(base_model=models["base"], rl_model=models["rl"])
     if generator == "rl":
         model, other = models["rl"], {"base_model": models["base"]}
     else:
@@ -170,17 +178,22 @@ def _sweep(
     def reference(name: str) -> float:
         return evaluate_model(models[name], tokenizer, dataset, progress=False, **evaluation).avg_at_k
 
+    given = references is not None
     with tqdm(
-        total=len(grid) + 2, desc=f"{kind} sweep", unit="cell", disable=not progress or not is_main_process()
+        total=len(grid) + (0 if given else 2),
+        desc=f"{kind} sweep",
+        unit="cell",
+        disable=not progress or not is_main_process(),
     ) as bar:
         rows = []
         for config in grid:
             rows.append(store.run(config.processor_kwargs(), lambda config=config: grid_cell(config)))
             bar.update()
-        references = {}
-        for name in ("base", "rl"):
-            references[name] = store.run({"reference": name}, lambda name=name: reference(name))
-            bar.update()
+        if not given:
+            references = {}
+            for name in ("base", "rl"):
+                references[name] = store.run({"reference": name}, lambda name=name: reference(name))
+                bar.update()
     public = {name: value for name, value in settings.items() if name not in ("kind", "generate_kwargs")}
     sweep = SweepResult(kind, rows, references, public)
     if output_dir is not None and is_main_process():
@@ -205,25 +218,27 @@ def _replacement_grid(
     config: ExtrapolationConfig, selections: Sequence[str], taus: Mapping[str, Sequence[float]] | None
 ) -> list[ExtrapolationConfig]:
     selections = check_sequence("selections", selections, items="selection rules")
+    rules = selective_rules()  # the built-in ones and those registered since
     for selection in selections:
-        if selection not in SELECTIVE_RULES:
-            raise ValueError(f"`selections` entries must be selective rules {SELECTIVE_RULES}, got {selection!r}.")
+        if selection not in rules:
+            raise ValueError(f"`selections` entries must be selective rules {rules}, got {selection!r}.")
     given = dict(taus or {})
     for rule in given:
-        if rule not in SELECTIVE_RULES:
-            raise ValueError(f"`taus` has a grid for {rule!r}, which is not a selective rule {SELECTIVE_RULES}.")
+        if rule not in rules:
+            raise ValueError(f"`taus` has a grid for {rule!r}, which is not a selective rule {rules}.")
         if rule not in selections:
             raise ValueError(
                 f"`taus` has a grid for {rule!r}, which is not in `selections` {selections}; add it there or drop it."
             )
     grids = {
-        rule: check_sequence(f"taus[{rule!r}]", given.get(rule, DEFAULT_TAUS[rule]), items="thresholds")
+        rule: check_sequence(
+            f"taus[{rule!r}]", given.get(rule, SELECTION_RULE_SPECS[rule].default_taus), items="thresholds"
+        )
         for rule in selections
     }
     return [config.with_overrides(selection=rule, tau=tau) for rule in selections for tau in grids[rule]]
 
 
-@keyword_only_models("base_model", "rl_model", "tokenizer", "dataset")
 def replacement_sweep(
     *,
     base_model: PreTrainedModel,
@@ -241,6 +256,7 @@ def replacement_sweep(
     output_dir: str | Path | None = None,
     generation_config: GenerationConfig | None = None,
     record_swaps: bool = False,
+    references: Mapping[str, float] | None = None,
     **kwargs: Any,
 ) -> SweepResult:
     """Accuracy against replacement ratio for each selection rule over a τ grid (paper Fig. 1c).
@@ -250,7 +266,7 @@ def replacement_sweep(
 
     Args:
         base_model, rl_model (`PreTrainedModel`), tokenizer (`PreTrainedTokenizerBase`), dataset (`Dataset`): the
-            pair, their tokenizer (left padding) and the problems (by name; by position is deprecated).
+            pair, their tokenizer (left padding) and the problems, all passed by name.
         config (`ExtrapolationConfig`, *optional*): γ and the candidate set; defaults to `ExtrapolationConfig(gamma=0)`.
             Keywords `gamma=`, `candidate_top_k=` override it (`selection`/`tau` are the swept axes).
         selections (`list[str]`), taus (`dict[str, list[float]]`, *optional*): the rules and their τ grids (missing
@@ -261,6 +277,9 @@ def replacement_sweep(
             same settings reuses the finished cells and computes only the rest (`hf_dlp.sweeps.cells`).
         generation_config (`GenerationConfig`, *optional*), kwargs: the sampling, by default
             `hf_dlp.generation.default_generation_config()`; `max_new_tokens=`, `temperature=`, ... override it.
+        references (`dict[str, float]`, *optional*): the two models' own Avg@k (`{"base": ..., "rl": ...}`) measured
+            earlier with the same data, sampling, seed and sample count (another sweep's `references`): they are
+            reported as given instead of being evaluated again.
         record_swaps (`bool`, *optional*, defaults to `False`): record, at every selected position, the base token,
             the RL token and their Δlog p; each row then holds `swaps`, the most frequent (base → RL) swaps and a few
             replaced responses (`hf_dlp.sweeps.swaps`; `format_swaps_table`, `replaced_responses`).
@@ -280,9 +299,10 @@ def replacement_sweep(
     (6, ['examples', 'num_changed', 'num_selected', 'top'])
     """
     output = _check_inputs(dataset, num_samples, output_dir)
+    references = _check_references(references)
     if not isinstance(record_swaps, bool):
         raise TypeError(f"`record_swaps` must be True or False, got {record_swaps!r}.")
-    overrides = pop_overrides(kwargs, where="replacement_sweep")
+    overrides = pop_overrides(kwargs)
     _refuse_swept(overrides, {"selection": "selections", "tau": "taus"}, "replacement_sweep")
     settings = resolve_config(config, overrides, default=ExtrapolationConfig(gamma=0.0))
     if settings.generator == "rl":
@@ -290,10 +310,11 @@ def replacement_sweep(
     grid = _replacement_grid(settings, selections, taus)
     evaluation = _evaluation(generation_config, kwargs, reward_fn, num_samples, batch_size, seed)
     models = {"base": base_model, "rl": rl_model}
-    return _sweep("replacement", models, "base", grid, tokenizer, dataset, evaluation, progress, output, record_swaps)
+    return _sweep(
+        "replacement", models, "base", grid, tokenizer, dataset, evaluation, progress, output, record_swaps, references
+    )
 
 
-@keyword_only_models("rl_model", "base_model", "tokenizer", "dataset")
 def extrapolation_sweep(
     *,
     rl_model: PreTrainedModel,
@@ -310,20 +331,21 @@ def extrapolation_sweep(
     progress: bool = True,
     output_dir: str | Path | None = None,
     generation_config: GenerationConfig | None = None,
+    references: Mapping[str, float] | None = None,
     **kwargs: Any,
 ) -> SweepResult:
     """Avg@k over a γ × τ grid for one selection rule (paper Fig. 4 / "extrapolation on π_RL").
 
     Args:
         rl_model, base_model (`PreTrainedModel`), tokenizer (`PreTrainedTokenizerBase`), dataset (`Dataset`): the
-            pair, their tokenizer and the problems (by name; by position is deprecated).
+            pair, their tokenizer and the problems, all passed by name.
         config (`ExtrapolationConfig`, *optional*): the selection rule, the candidate set and the generator
             (`generator="rl"`, the default: the RL model generates, guided by the base; `"base"`: the base generates,
             guided by the RL model, the paper's Fig. 4). Keywords `selection=`, `candidate_top_k=`, `generator=`
             override it (`gamma`/`tau` are the swept axes).
         gammas, taus (`list[float]`): the grid (`taus` is ignored for `selection="all"`).
-        reward_fn, num_samples, batch_size, seed, output_dir, generation_config, kwargs: as for `replacement_sweep`
-            (writes `extrapolation_sweep.json` and `.png`).
+        reward_fn, num_samples, batch_size, seed, output_dir, generation_config, references, kwargs: as for
+            `replacement_sweep` (writes `extrapolation_sweep.json` and `.png`).
 
     Examples:
 
@@ -336,7 +358,8 @@ def extrapolation_sweep(
     [(0.0, -0.1), (0.5, -0.1)]
     """
     output = _check_inputs(dataset, num_samples, output_dir)
-    overrides = pop_overrides(kwargs, where="extrapolation_sweep")
+    references = _check_references(references)
+    overrides = pop_overrides(kwargs)
     _refuse_swept(overrides, {"gamma": "gammas", "tau": "taus"}, "extrapolation_sweep")
     settings = resolve_config(config, overrides)
     gammas = check_sequence("gammas", gammas, items="γ values")
@@ -345,7 +368,9 @@ def extrapolation_sweep(
     evaluation = _evaluation(generation_config, kwargs, reward_fn, num_samples, batch_size, seed)
     models = {"base": base_model, "rl": rl_model}
     generator = settings.generator or "rl"
-    return _sweep("extrapolation", models, generator, grid, tokenizer, dataset, evaluation, progress, output)
+    return _sweep(
+        "extrapolation", models, generator, grid, tokenizer, dataset, evaluation, progress, output, False, references
+    )
 
 
 __all__ = ["DEFAULT_TAUS", "SELECTIVE_RULES", "extrapolation_sweep", "replacement_sweep"]

@@ -15,18 +15,21 @@ monitor, DAPO's dynamic sampling, the model card and the training script behind 
 from .config import ADVANTAGE_SIGNS, ReweightedGRPOConfig
 from .dynamic_sampling import groups_with_signal, replace_groups
 from .model_card import MODEL_CARD_TEMPLATE, render_model_card
-from .registry import TokenWeighting, get_token_weighting, register_token_weighting, token_weighting_names
+from .registry import (
+    TokenWeighting,
+    get_token_weighting,
+    register_token_weighting,
+    reweighting_methods,
+    token_weighting_names,
+    weighting_label,
+)
 from .reweighting import (
-    REWEIGHTING_METHODS,
-    TOKEN_LEVEL_METHODS,
-    ReweightingMethod,
     dominate_weights,
     low_prob_weights,
     middle_weights,
     normalize_weights,
     ppl_weights,
     reweight_advantages,
-    token_weights,
 )
 from .script import TrainScriptArguments, run_training
 from .token_masks import TOKEN_MASK_BY, TOKEN_MASK_MODES, delta_logp_statistics, select_tokens
@@ -35,14 +38,11 @@ from .trainer import SUPPORTED_TRL_VERSIONS, ReweightedGRPOTrainer, check_trl_co
 __all__ = [
     "ADVANTAGE_SIGNS",
     "MODEL_CARD_TEMPLATE",
-    "REWEIGHTING_METHODS",
     "SUPPORTED_TRL_VERSIONS",
-    "TOKEN_LEVEL_METHODS",
     "TOKEN_MASK_BY",
     "TOKEN_MASK_MODES",
     "ReweightedGRPOConfig",
     "ReweightedGRPOTrainer",
-    "ReweightingMethod",
     "TokenWeighting",
     "TrainScriptArguments",
     "check_trl_compatibility",
@@ -58,8 +58,9 @@ __all__ = [
     "render_model_card",
     "replace_groups",
     "reweight_advantages",
+    "reweighting_methods",
     "run_training",
     "select_tokens",
     "token_weighting_names",
-    "token_weights",
+    "weighting_label",
 ]

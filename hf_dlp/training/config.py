@@ -11,8 +11,14 @@ from typing import Literal, get_args
 from trl import GRPOConfig
 
 from ..arguments import check_choice, check_number, check_sequence
-from .registry import OFF, canonical_weighting_name, get_token_weighting, import_weighting_modules
-from .reweighting import RESPONSE_LEVEL_METHODS, REWEIGHTING_METHODS, ppl_weight_lower_bound
+from .registry import (
+    OFF,
+    canonical_weighting_name,
+    get_token_weighting,
+    import_weighting_modules,
+    reweighting_methods,
+)
+from .reweighting import ppl_weight_lower_bound
 from .token_masks import BAND_MASKS, TOKEN_MASK_BY, TOKEN_MASK_MODES, TokenMaskBy, TokenMaskMode
 
 MAX_REWEIGHT_ALPHA = 1e4
@@ -99,7 +105,7 @@ class ReweightedGRPOConfig(GRPOConfig):
 
         delta_logp_monitor (`bool`, *optional*, defaults to `False`):
             Log Δlog p = log π_old − log π_ref over each generation batch's response tokens: `delta_logp/mean`,
-            `delta_logp/abs_mean`, `delta_logp/quantile_<q>` and `delta_logp/frac_abs_above_<t>` (what the authors'
+            `delta_logp/abs_mean`, `delta_logp/quantile_<q>` and `delta_logp/share_abs_above_<t>` (what the authors'
             main runs record with `logp_diff.method='none'`). With `beta=0` a reference model is loaded for it (for a
             LoRA policy the adapter is disabled instead: no second copy).
         delta_logp_quantiles (`list[float]`, *optional*, defaults to `[0.05, 0.25, 0.5, 0.75, 0.95]`):
@@ -134,7 +140,7 @@ class ReweightedGRPOConfig(GRPOConfig):
     reweighting: str = field(
         default="low_prob",
         metadata={
-            "help": f"Advantage reweighting: one of {REWEIGHTING_METHODS} ('low_prob' is the paper's 1 + alpha * "
+            "help": f"Advantage reweighting: one of {reweighting_methods()} ('low_prob' is the paper's 1 + alpha * "
             "(1 - p_old)), the authors' names reshape_reversed/reshape/ppl-norm/ppl-norm-clamp, a name registered "
             "with hf_dlp.register_token_weighting, or an import path module.function.",
         },
@@ -315,7 +321,7 @@ class ReweightedGRPOConfig(GRPOConfig):
                 if getattr(self, name) is not None:
                     warnings.warn(
                         f"`{name}` ({getattr(self, name)}) is only used with the response-level weightings "
-                        f"{RESPONSE_LEVEL_METHODS} and is ignored with reweighting={self.reweighting!r}.",
+                        f"{reweighting_methods('response')} and is ignored with reweighting={self.reweighting!r}.",
                         UserWarning,
                         stacklevel=4,
                     )

@@ -69,29 +69,35 @@ _RECIPE_FIELDS = (
 )
 
 
-def _evaluation_rows(evaluation: EvaluationResult | Mapping[str, EvaluationResult] | None) -> list[dict[str, Any]]:
+_EVALUATION_KEYS = ("avg_at_k", "pass_at_k", "num_problems", "num_samples")
+
+
+def _evaluation_row(name: str, result: Any) -> dict[str, Any]:
+    """One table row from an `EvaluationResult` or its saved form (`EvaluationResult.to_dict()`, a `results.json`
+    evaluation entry): a mapping with at least `_EVALUATION_KEYS`."""
+    if isinstance(result, EvaluationResult):
+        result = result.to_dict()
+    if not isinstance(result, Mapping) or not set(_EVALUATION_KEYS) <= set(result):
+        raise TypeError(
+            f"`evaluation[{name!r}]` must be an EvaluationResult or a dict with the keys {_EVALUATION_KEYS} (as "
+            f"`EvaluationResult.to_dict()` writes it), got {result!r:.200}."
+        )
+    return {"name": name, **{key: result[key] for key in _EVALUATION_KEYS},
+            "pass_at_k": {int(k): v for k, v in result["pass_at_k"].items()}}  # fmt: skip
+
+
+def _evaluation_rows(evaluation: Any) -> list[dict[str, Any]]:
     if evaluation is None:
         return []
-    if isinstance(evaluation, EvaluationResult):
+    if isinstance(evaluation, EvaluationResult) or (
+        isinstance(evaluation, Mapping) and set(_EVALUATION_KEYS) <= set(evaluation)
+    ):
         evaluation = {"evaluation": evaluation}
     if not isinstance(evaluation, Mapping):
         raise TypeError(
             f"`evaluation` must be an EvaluationResult or a dict of them by dataset name, got {type(evaluation).__name__}."
         )
-    rows = []
-    for name, result in evaluation.items():
-        if not isinstance(result, EvaluationResult):
-            raise TypeError(f"`evaluation[{name!r}]` must be an EvaluationResult, got {type(result).__name__}.")
-        rows.append(
-            {
-                "name": name,
-                "num_problems": result.num_problems,
-                "num_samples": result.num_samples,
-                "avg_at_k": result.avg_at_k,
-                "pass_at_k": {int(k): v for k, v in result.pass_at_k.items()},
-            }
-        )
-    return rows
+    return [_evaluation_row(name, result) for name, result in evaluation.items()]
 
 
 def _eval_results(rows: list[dict[str, Any]]) -> list[EvalResult]:
@@ -134,7 +140,7 @@ def render_model_card(
     model_name: str | None = None,
     hub_model_id: str | None = None,
     dataset_name: str | Sequence[str] | None = None,
-    evaluation: EvaluationResult | Mapping[str, EvaluationResult] | None = None,
+    evaluation: EvaluationResult | Mapping[str, Any] | None = None,
     tags: Sequence[str] = (),
     template_path: str | Path | None = None,
     weighting: TokenWeighting | None = None,
@@ -149,7 +155,8 @@ def render_model_card(
         hub_model_id (`str`, *optional*): where the model is pushed (used in the usage snippet).
         dataset_name (`str` or `list[str]`, *optional*): training dataset id(s), for the metadata.
         evaluation (`EvaluationResult` or `dict[str, EvaluationResult]`, *optional*): results to report, keyed by
-            dataset name; they also go to the `model-index` metadata.
+            dataset name; they also go to the `model-index` metadata. A saved result (`EvaluationResult.to_dict()`,
+            or any mapping with `avg_at_k`, `pass_at_k`, `num_problems` and `num_samples`) works in place of one.
         tags (`list[str]`, *optional*): Hub tags.
         template_path (`str` or `Path`, *optional*): a Jinja template; defaults to `MODEL_CARD_TEMPLATE`.
         weighting (`TokenWeighting`, *optional*): the weighting used instead of `args.reweighting` (a trainer's

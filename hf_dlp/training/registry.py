@@ -59,18 +59,22 @@ WEIGHTING_LEVELS: tuple[str, ...] = get_args(WeightingLevel)
 OFF = "none"
 """The `reweighting` value that turns reweighting off (not a registered weighting)."""
 
+OFF_LABEL = "DAPO (none)"
+"""How plots and reports label `reweighting="none"`: the DAPO recipe with unweighted advantages."""
+
 
 @dataclass(frozen=True)
 class TokenWeighting:
-    """One registered weighting: its name, function, level and the formula shown in model cards.
+    """One registered weighting: its name, function, level, the formula shown in model cards and the label plots and
+    reports print (the name when none is given).
 
     Examples:
 
     >>> import torch
     >>> from types import SimpleNamespace
     >>> weighting = get_token_weighting("low_prob")
-    >>> weighting.level, weighting.formula, weighting.builtin
-    ('token', 'Ã_t = [1 + α (1 − π_old(y_t))] · Â', True)
+    >>> weighting.level, weighting.formula, weighting.label, weighting.builtin
+    ('token', 'Ã_t = [1 + α (1 − π_old(y_t))] · Â', 'low_prob (ours)', True)
     >>> config = SimpleNamespace(reweight_alpha=0.2)  # stands in for a ReweightedGRPOConfig
     >>> weighting(torch.zeros(1, 2), torch.ones(1), torch.ones(1, 2), config)  # p = 1: weight 1
     tensor([[1., 1.]])
@@ -81,6 +85,11 @@ class TokenWeighting:
     level: WeightingLevel = "token"
     formula: str | None = None
     builtin: bool = False
+    label: str | None = None
+
+    def __post_init__(self):
+        if self.label is None:
+            object.__setattr__(self, "label", self.name)
 
     @property
     def description(self) -> str:
@@ -109,6 +118,7 @@ def register_token_weighting(
     *,
     level: WeightingLevel = "token",
     formula: str | None = None,
+    label: str | None = None,
     aliases: Sequence[str] = (),
     overwrite: bool = False,
     _builtin: bool = False,
@@ -121,6 +131,7 @@ def register_token_weighting(
             π_old) or `"response"` (computed once per generation batch on whole prompt groups in order, before TRL
             shuffles it; return one weight per response, `(B,)`).
         formula (`str`, *optional*): the formula for the model card (e.g. `"Ã_t = w(π_old(y_t)) · Â"`).
+        label (`str`, *optional*): the weighting's name in plots and reports (defaults to `name`).
         aliases (`list[str]`, *optional*): other names that resolve to this one.
         overwrite (`bool`, *optional*, defaults to `False`): replace an existing registration of `name` (re-running a
             notebook cell); otherwise a second registration is refused.
@@ -157,7 +168,7 @@ def register_token_weighting(
                     f"A weighting named {key!r} is already registered ({_where(taken.function)}). Choose another "
                     "name, or pass `overwrite=True` to replace it."
                 )
-        _REGISTRY[name] = TokenWeighting(name, function, level, formula, builtin=_builtin)
+        _REGISTRY[name] = TokenWeighting(name, function, level, formula, builtin=_builtin, label=label)
         _ALIASES.update(dict.fromkeys(aliases, name))
         return function
 
@@ -177,6 +188,33 @@ def token_weighting_names() -> tuple[str, ...]:
     ('low_prob', 'dominate', 'middle', 'normalize')
     """
     return tuple(_REGISTRY)
+
+
+def reweighting_methods(level: WeightingLevel | None = None) -> tuple[str, ...]:
+    """Every value `ReweightedGRPOConfig.reweighting` takes by name: `"none"` and each registered weighting, or only
+    the weightings of one `level`.
+
+    Examples:
+
+    >>> reweighting_methods()[:3], reweighting_methods("response")
+    (('none', 'low_prob', 'dominate'), ('ppl', 'ppl_raw', 'ppl_norm', 'ppl_norm_clamp'))
+    """
+    if level is not None and level not in WEIGHTING_LEVELS:
+        raise ValueError(f"`level` must be one of {WEIGHTING_LEVELS} or None, got {level!r}.")
+    if level is None:
+        return (OFF, *_REGISTRY)
+    return tuple(name for name, weighting in _REGISTRY.items() if weighting.level == level)
+
+
+def weighting_label(name: str) -> str:
+    """The label plots and reports print for `reweighting=name` (`"none"` is the DAPO baseline).
+
+    Examples:
+
+    >>> weighting_label("none"), weighting_label("reshape_reversed")
+    ('DAPO (none)', 'low_prob (ours)')
+    """
+    return OFF_LABEL if name == OFF else get_token_weighting(name).label
 
 
 def canonical_weighting_name(name: str) -> str:
@@ -276,13 +314,15 @@ def import_weighting_modules(modules: Sequence[str]) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _builtin(name: str, formula: str, level: WeightingLevel = "token") -> Callable[[WeightFunction], WeightFunction]:
+def _builtin(
+    name: str, formula: str, level: WeightingLevel = "token", label: str | None = None
+) -> Callable[[WeightFunction], WeightFunction]:
     authors = AUTHORS_METHOD_NAMES.get(name)
     aliases = (authors,) if authors not in (None, name, "ppl") else ()  # their `ppl` is our "ppl_raw"
-    return register_token_weighting(name, level=level, formula=formula, aliases=aliases, _builtin=True)
+    return register_token_weighting(name, level=level, formula=formula, label=label, aliases=aliases, _builtin=True)
 
 
-@_builtin("low_prob", "Ã_t = [1 + α (1 − π_old(y_t))] · Â")
+@_builtin("low_prob", "Ã_t = [1 + α (1 − π_old(y_t))] · Â", label="low_prob (ours)")
 def _low_prob(old_log_probs, advantages, masks, config):
     """Each token's advantage is multiplied by a detached weight that grows as the probability of the sampled token
     under the rollout policy falls, so that low-probability tokens, where RLVR's directional updates concentrate, get
@@ -347,6 +387,7 @@ def _ppl_norm_clamp(old_log_probs, advantages, masks, config):
 
 __all__ = [
     "OFF",
+    "OFF_LABEL",
     "WEIGHTING_LEVELS",
     "TokenWeighting",
     "WeightFunction",
@@ -355,5 +396,7 @@ __all__ = [
     "get_token_weighting",
     "import_weighting_modules",
     "register_token_weighting",
+    "reweighting_methods",
     "token_weighting_names",
+    "weighting_label",
 ]

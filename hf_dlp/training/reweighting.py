@@ -28,6 +28,8 @@ Response level (one weight per response, from its log-perplexity ℓ_i = −mean
 
 - `"none"`: w = 1 (plain GRPO).
 
+`hf_dlp.training.registry` registers each form under its name: the one place that maps a `reweighting` to its weights.
+
 Shapes: log-probs and masks are `(batch_size, completion_length)`; token weights have the same shape, response
 weights are `(batch_size,)`.
 """
@@ -39,24 +41,9 @@ from typing import Literal, get_args
 
 import torch
 
-ReweightingMethod = Literal[
-    "none", "low_prob", "dominate", "middle", "normalize", "ppl", "ppl_raw", "ppl_norm", "ppl_norm_clamp"
-]
-"""The built-in values of `ReweightedGRPOConfig.reweighting` (names registered with `register_token_weighting` are
-accepted too)."""
-
-TokenLevelMethod = Literal["low_prob", "dominate", "middle", "normalize"]
-"""Built-in methods whose weight depends on each token."""
-
-ResponseLevelMethod = Literal["ppl", "ppl_raw", "ppl_norm", "ppl_norm_clamp"]
-"""Built-in methods with one weight per response, computed on whole prompt groups."""
-
 PplStandardization = Literal["unbiased", "population", "none"]
 """How the `"ppl"` family standardises the log-perplexity within a prompt group (`"none"`: not at all)."""
 
-REWEIGHTING_METHODS: tuple[str, ...] = get_args(ReweightingMethod)
-TOKEN_LEVEL_METHODS: tuple[str, ...] = get_args(TokenLevelMethod)
-RESPONSE_LEVEL_METHODS: tuple[str, ...] = get_args(ResponseLevelMethod)
 PPL_STANDARDIZATIONS: tuple[str, ...] = get_args(PplStandardization)
 
 AUTHORS_METHOD_NAMES: dict[str, str] = {
@@ -276,34 +263,6 @@ def ppl_weight_lower_bound(num_generations: int, coef: float, standardize: PplSt
     return 1.0 - coef * (num_generations - 1) / math.sqrt(num_generations)
 
 
-_TOKEN_FORMS = {
-    "low_prob": low_prob_weights,
-    "dominate": dominate_weights,
-    "middle": middle_weights,
-    "normalize": normalize_weights,
-}
-
-
-def token_weights(method: str, old_logps: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Token weights of a built-in token-level method (`TOKEN_LEVEL_METHODS`), or ones for `"none"`.
-
-    Examples:
-
-    >>> import torch
-    >>> token_weights("none", torch.full((1, 2), -2.0), alpha=0.2)
-    tensor([[1., 1.]])
-    >>> token_weights("low_prob", torch.full((1, 2), -2.0), alpha=0.2).round(decimals=3)
-    tensor([[1.1730, 1.1730]])
-    """
-    if method == "none":
-        return torch.ones_like(old_logps, dtype=torch.float32)
-    if method not in _TOKEN_FORMS:
-        raise ValueError(
-            f"`method` must be one of {('none', *TOKEN_LEVEL_METHODS)} for token weights, got {method!r}."
-        )
-    return _TOKEN_FORMS[method](old_logps, alpha)
-
-
 def reweight_advantages(
     advantages: torch.Tensor, weights: torch.Tensor, where: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -375,13 +334,7 @@ __all__ = [
     "AUTHORS_METHOD_NAMES",
     "PPL_NORM_CLAMP",
     "PPL_STANDARDIZATIONS",
-    "REWEIGHTING_METHODS",
-    "RESPONSE_LEVEL_METHODS",
-    "TOKEN_LEVEL_METHODS",
     "PplStandardization",
-    "ResponseLevelMethod",
-    "ReweightingMethod",
-    "TokenLevelMethod",
     "dominate_weights",
     "log_perplexity",
     "low_prob_weights",
@@ -391,6 +344,5 @@ __all__ = [
     "ppl_weights",
     "ppl_weights_from_log_perplexity",
     "reweight_advantages",
-    "token_weights",
     "weight_statistics",
 ]

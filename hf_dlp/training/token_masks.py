@@ -29,6 +29,8 @@ from typing import Literal, get_args
 
 import torch
 
+from ..divergence import QUANTILE_STAT, SHARE_ABS_ABOVE_STAT, statistic_keys
+
 TokenMaskBy = Literal[
     "none",
     "delta_logp_above",
@@ -212,7 +214,8 @@ def delta_logp_statistics(
 
     Returns:
         `{"mean", "abs_mean", "quantile_<q>" for each q (k-th smallest, k = int(N q) within [1, N]),
-        "frac_abs_above_<t>" for each t (share of tokens with |Δlog p| > t)}`; empty when there are no tokens.
+        "share_abs_above_<t>" for each t (share of tokens with |Δlog p| > t)}`, named by
+        `hf_dlp.divergence.statistic_key` as the analysis names them; empty when there are no tokens.
 
     Examples:
 
@@ -220,7 +223,7 @@ def delta_logp_statistics(
     >>> delta = torch.tensor([[0.0, 0.5, -2.0], [1.0, 0.0, 7.0]])
     >>> stats = delta_logp_statistics(delta, torch.tensor([[1, 1, 1], [1, 1, 0]]), [0.5, 1.0], [0.4])
     >>> {key: round(value, 4) for key, value in stats.items()}
-    {'mean': -0.1, 'abs_mean': 0.7, 'quantile_0.5': 0.0, 'quantile_1': 1.0, 'frac_abs_above_0.4': 0.6}
+    {'mean': -0.1, 'abs_mean': 0.7, 'quantile_0.5': 0.0, 'quantile_1': 1.0, 'share_abs_above_0.4': 0.6}
     """
     reduce = reduce or _identity
     mask = mask.bool()
@@ -233,8 +236,9 @@ def delta_logp_statistics(
         return {}
     stats = {"mean": (totals[1] / count).item(), "abs_mean": (totals[2] / count).item()}
     values = kth_smallest(active.float(), [quantile_rank(count, q) for q in quantiles], reduce)
-    stats.update({f"quantile_{q:g}": value for q, value in zip(quantiles, values.tolist(), strict=True)})
-    stats.update({f"frac_abs_above_{t:g}": (n / count).item() for t, n in zip(thresholds, totals[3:], strict=True)})
+    stats.update(zip(statistic_keys(QUANTILE_STAT, quantiles), values.tolist(), strict=True))
+    shares = [(n / count).item() for n in totals[3:]]
+    stats.update(zip(statistic_keys(SHARE_ABS_ABOVE_STAT, thresholds), shares, strict=True))
     return stats
 
 

@@ -41,7 +41,7 @@ from trl.trainer.utils import get_config_model_id
 
 from .batch_signals import RESPONSE_WEIGHTS_KEY, TOKEN_MASK_KEY, GenerationBatchMixin, reference_model_for
 from .config import ReweightedGRPOConfig, check_enough_prompts
-from .dynamic_sampling import DynamicSamplingMixin, groups_with_signal, replace_groups  # noqa: F401 (old import path)
+from .dynamic_sampling import DynamicSamplingMixin
 from .model_card import render_model_card
 from .registry import OFF, TokenWeighting, WeightFunction, get_token_weighting
 from .reweighting import reweight_advantages, weight_statistics
@@ -64,9 +64,6 @@ logger = get_logger(__name__)
 
 SUPPORTED_TRL_VERSIONS = (">=1.15", "<1.17")
 """The TRL versions whose `_compute_loss` this trainer has been checked against."""
-
-PPL_WEIGHTS_KEY = RESPONSE_WEIGHTS_KEY
-"""Former name of `RESPONSE_WEIGHTS_KEY` (the per-response weights added to TRL's batch dict)."""
 
 _PAPER_CITATION = """\
 @inproceedings{huang2026beyond,
@@ -424,7 +421,6 @@ def _base_model_id(model: PreTrainedModel | None) -> str | None:
 
 
 __all__ = [
-    "PPL_WEIGHTS_KEY",
     "RESPONSE_WEIGHTS_KEY",
     "SUPPORTED_TRL_VERSIONS",
     "TOKEN_MASK_KEY",

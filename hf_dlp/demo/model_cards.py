@@ -1,0 +1,97 @@
+"""The model cards of the project's reference runs: `model_cards/` at the repository root.
+
+Each card is what `ReweightedGRPOTrainer.create_model_card` writes for a checkpoint (the packaged template,
+`hf_dlp.training.render_model_card`), rendered for one `low_prob` model the README reports: its training arguments
+are the demo's (`grpo_arguments`) under the run's shipped settings, and its evaluation is the run's shipped headline
+numbers (`hf_dlp/demo/expected/<preset>.json`). So a card changes only when the template, the recipe or the shipped
+numbers do. `make model-cards` rewrites the folder, and `tests/test_model_cards.py` fails when a card there is stale.
+
+    python -m hf_dlp.demo.model_cards --output_dir model_cards
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from .config import DemoConfig
+from .expected import load_expected
+
+REFERENCE_CARDS: dict[str, tuple[str, str, str]] = {
+    # file: (preset, method, what the model is)
+    "toy-low_prob.md": ("toy", "low_prob", "the toy demo's `low_prob` model (~100k parameters, arithmetic)"),
+}
+"""The cards of `model_cards/`: file name → (preset whose shipped numbers it reports, method, description)."""
+
+
+def _config(record: dict[str, Any]) -> DemoConfig:
+    """The run's `DemoConfig` from its shipped headline record (which leaves out where the run went)."""
+    names = {field.name for field in dataclasses.fields(DemoConfig)}
+    return DemoConfig(**{key: value for key, value in record["config"].items() if key in names})
+
+
+def reference_card(preset: str, method: str, description: str) -> str:
+    """The card of method `method` of preset `preset`'s shipped run, as Markdown with its Hub front matter.
+
+    Examples:
+
+    >>> card = reference_card("toy", "low_prob", "the toy model")
+    >>> card.startswith("---") and "| `low_prob` | 0.2 |" in card and "| toy (seed 0) | 128 | 8 |" in card
+    True
+    """
+    from ..training import render_model_card
+    from .training import grpo_arguments
+
+    record = load_expected(preset)
+    if record is None:
+        raise FileNotFoundError(f"No shipped headline numbers for preset {preset!r} in hf_dlp/demo/expected/.")
+    config = _config(record)
+    numbers = record["numbers"]
+    k = config.eval_samples
+    evaluation = {
+        "avg_at_k": numbers[f"Avg@k {method}"],
+        # Pass@1 is Avg@k exactly (the unbiased estimator at k = 1 is the mean accuracy).
+        "pass_at_k": {1: numbers[f"Avg@k {method}"], k: numbers[f"Pass@{k} {method}"]},
+        "num_problems": config.eval_problems,
+        "num_samples": k,
+    }
+    name = f"{config.eval_dataset} (seed {config.seed})"
+    args = grpo_arguments(config, method, config.seed, f"hf-dlp-{preset}-{method}")
+    card = render_model_card(args, model_name=f"hf-dlp-{preset}-{method}", evaluation={name: evaluation},
+                             tags=["hf_dlp", "reweighted-grpo"])  # fmt: skip
+    note = (
+        f"\n> Reference run of hf_dlp: {description}. Rendered by `make model-cards` from the numbers shipped in "
+        f"`hf_dlp/demo/expected/{preset}.json` (`hf-dlp demo --preset {preset}`).\n"
+    )
+    text = str(card)
+    heading_end = text.index("\n", text.index("# Model Card for"))
+    return text[: heading_end + 1] + note + text[heading_end + 1 :] + ("" if text.endswith("\n") else "\n")
+
+
+def write_reference_cards(output_dir: str | Path) -> list[Path]:
+    """Write every `REFERENCE_CARDS` card into `output_dir`; return their paths."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for file_name, (preset, method, description) in REFERENCE_CARDS.items():
+        path = output_dir / file_name
+        path.write_text(reference_card(preset, method, description))
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Render the reference runs' model cards (model_cards/).")
+    parser.add_argument("--output_dir", default="model_cards")
+    args = parser.parse_args(argv)
+    for path in write_reference_cards(args.output_dir):
+        print(path)  # noqa: T201 (a command-line tool's output: the files it wrote)
+    return 0
+
+
+__all__ = ["REFERENCE_CARDS", "reference_card", "write_reference_cards"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
