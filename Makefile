@@ -49,7 +49,8 @@ demo-smollm2-seeds: $(STAMP)
 	$(VENV)/bin/hf-dlp demo --preset smollm2-seeds --workers 2 --output_dir demo_output_smollm2_seeds
 
 # The extrapolation (Fig. 4) and replacement (Fig. 1c) claims on SmolLM2 at 128 problems × 4 samples: the settings of
-# demo-smollm2-seeds with one seed (the sweeps use the seed-0 DAPO model), in a folder of its own.
+# demo-smollm2-seeds with one seed (the sweeps use the seed-0 DAPO model), in a folder of its own (about 2.5 hours on
+# 2 cores; docs/smollm2.md runs its sweeps with 2 launched processes, which give the same numbers faster).
 demo-smollm2-fig4: $(STAMP)
 	$(VENV)/bin/hf-dlp demo --preset smollm2-fig4 --workers 2 --output_dir demo_output_smollm2_fig4
 

@@ -20,6 +20,7 @@ from hf_dlp.training.registry import (
     import_weighting_modules,
     token_weighting_names,
 )
+from hf_dlp.training.reweighter import AdvantageReweighter
 from hf_dlp.training.reweighting import AUTHORS_METHOD_NAMES, reweight_advantages
 from hf_dlp.training.token_masks import (
     AUTHORS_MASK_NAMES,
@@ -315,11 +316,34 @@ def test_response_weights_of_groups_split_across_processes():
         def gather(tensor):
             return torch.cat([other.pop(0), tensor])
 
-    stub = SimpleNamespace(accelerator=FakeAccelerator(), _weighting=weighting, _weight_config=lambda: config)
+    reweighter = AdvantageReweighter(SimpleNamespace(reweighting="ppl_norm", **vars(config)))
+    stub = SimpleNamespace(accelerator=FakeAccelerator(), reweighter=reweighter, model=SimpleNamespace(training=True))
     stub._old_logps = lambda output, cache: output["old_per_token_logps"]
     stub._loss_mask = lambda output: output["completion_mask"]
-    stub._checked_weights = lambda weights, old: GenerationBatchMixin._checked_weights(stub, weights, old)
     output = {"old_per_token_logps": rows[1][0], "advantages": rows[1][1], "completion_mask": masks[1]}
     weights = GenerationBatchMixin._response_weights(stub, output, {})
     torch.testing.assert_close(weights, whole[4:])
     assert other == []
+
+
+def test_the_reweighter_resolves_the_weighting_once_and_checks_its_inputs():
+    config = SimpleNamespace(reweighting="ppl_norm", reweight_alpha=0.2, num_generations=2, ppl_weight_min=None,
+                             ppl_weight_max=None, reweight_advantage_sign="all")  # fmt: skip
+    reweighter = AdvantageReweighter(config, num_generations_eval=4)
+    config.reweighting = "low_prob"  # resolved when built: a later change of the config does not switch it
+    assert reweighter.weighting.name == "ppl_norm" and reweighter.level == "response"
+    assert reweighter.weighting_config(evaluation=True).num_generations == 4
+    old, mask = torch.log(torch.full((2, 3), 0.5)), torch.ones(2, 3)
+    with pytest.raises(ValueError, match="weighs whole responses"):
+        reweighter.step(old, torch.tensor([1.0, -1.0]), mask)
+    advantages, weights = reweighter.step(
+        old, torch.tensor([1.0, -1.0]), mask, response_weights=torch.tensor([2.0, 1.0])
+    )
+    torch.testing.assert_close(advantages, torch.tensor([2.0, -1.0]))
+    with pytest.raises(TypeError, match="`weight_fn` must be a callable"):
+        AdvantageReweighter(config, weight_fn="low_prob")
+    negative = AdvantageReweighter(
+        config, weight_fn=lambda old_log_probs, advantages, masks, cfg: -old_log_probs.exp()
+    )
+    with pytest.raises(ValueError, match="negative or non-finite weights"):
+        negative.weights(old)

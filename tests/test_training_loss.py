@@ -54,19 +54,23 @@ ARGS = ("reweight_alpha", "ppl_weight_min", "reweight_advantage_sign", "token_ma
 
 @pytest.fixture()
 def configure(trainer):
-    """Set loss type, reweighting and config fields on the shared trainer for one test, and restore them afterwards."""
-    saved = (trainer.loss_type, trainer.reweighting, trainer.reweight_alpha)
-    saved_args = {name: getattr(trainer.args, name) for name in ARGS}
+    """Set loss type, reweighting and config fields on the shared trainer for one test (a new `AdvantageReweighter`
+    from the changed config, as a trainer builds one), and restore them afterwards."""
+    from hf_dlp.training import AdvantageReweighter
+
+    saved = (trainer.loss_type, trainer.reweighter)
+    saved_args = {name: getattr(trainer.args, name) for name in (*ARGS, "reweighting")}
 
     def _configure(loss_type: str, reweighting: str, alpha: float = ALPHA, **args):
-        trainer.loss_type, trainer.reweighting, trainer.reweight_alpha = loss_type, reweighting, alpha
-        trainer.args.reweight_alpha = alpha
+        trainer.loss_type = loss_type
+        trainer.args.reweighting, trainer.args.reweight_alpha = reweighting, alpha
         for name, value in args.items():
             setattr(trainer.args, name, value)
+        trainer.reweighter = AdvantageReweighter(trainer.args, num_generations_eval=trainer.num_generations_eval)
         return trainer
 
     yield _configure
-    trainer.loss_type, trainer.reweighting, trainer.reweight_alpha = saved
+    trainer.loss_type, trainer.reweighter = saved
     for name, value in saved_args.items():
         setattr(trainer.args, name, value)
 

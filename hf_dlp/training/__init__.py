@@ -5,6 +5,7 @@ monitor, DAPO's dynamic sampling, the model card and the training script behind 
 - `ReweightedGRPOConfig` / `ReweightedGRPOTrainer`: TRL's `GRPOConfig` / `GRPOTrainer` with each advantage multiplied
   by a detached weight (the paper's w = 1 + α (1 − π_old), every form of the authors' code, or your own), optionally
   only for one advantage sign or inside a token mask, with a training-time Δlog p monitor;
+- `AdvantageReweighter`: the reweighting of one run, from weights to Ã, built once from its config;
 - `register_token_weighting`: add a weighting by name (`hf_dlp.training.registry`); `hf_dlp.training.reweighting`:
   the built-in weights as pure tensor functions; `hf_dlp.training.token_masks`: the batch-quantile token selections;
   `hf_dlp.training.dynamic_sampling`: DAPO's refill of prompt groups without signal;
@@ -23,6 +24,7 @@ from .registry import (
     token_weighting_names,
     weighting_label,
 )
+from .reweighter import AdvantageReweighter
 from .reweighting import (
     dominate_weights,
     low_prob_weights,
@@ -37,6 +39,7 @@ from .trainer import SUPPORTED_TRL_VERSIONS, ReweightedGRPOTrainer, check_trl_co
 
 __all__ = [
     "ADVANTAGE_SIGNS",
+    "AdvantageReweighter",
     "MODEL_CARD_TEMPLATE",
     "SUPPORTED_TRL_VERSIONS",
     "TOKEN_MASK_BY",

@@ -60,16 +60,6 @@ def reference_model_for(args: Any):
         args.beta = 0.0
 
 
-class _EvalView:
-    """The trainer's config as a weighting sees it in evaluation: `num_generations` is the evaluation group size."""
-
-    def __init__(self, config: Any, num_generations: int):
-        self._config, self.num_generations = config, num_generations
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._config, name)
-
-
 class GenerationBatchMixin:
     """The per-generation-batch computations of `ReweightedGRPOTrainer` (a mixin placed before `GRPOTrainer`).
 
@@ -83,17 +73,10 @@ class GenerationBatchMixin:
     def _reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(tensor, reduction="sum")
 
-    def _weight_config(self) -> Any:
-        """The config handed to weighting functions (`num_generations` is the evaluation one in evaluation)."""
-        if self.model.training:
-            return self.args
-        return _EvalView(self.args, self.num_generations_eval)
-
     def _add_batch_signals(self, output: dict[str, Any]) -> dict[str, Any]:
         """Response weights (training and evaluation), then the monitor and the token mask (training only)."""
         cache: dict[str, torch.Tensor] = {}
-        weighting = self._weighting
-        if weighting is not None and weighting.level == "response":
+        if self.reweighter.level == "response":
             output[RESPONSE_WEIGHTS_KEY] = self._response_weights(output, cache)
         if not self.model.training:
             return output
@@ -158,36 +141,19 @@ class GenerationBatchMixin:
         """The weighting on whole prompt groups: locally when each process holds whole groups, else on the batch
         gathered from all processes (as TRL gathers rewards), keeping this process's rows."""
         old_logps, mask, advantages = self._old_logps(output, cache), self._loss_mask(output), output["advantages"]
-        config = self._weight_config()
+        evaluation = not self.model.training
+        group = self.reweighter.weighting_config(evaluation=evaluation).num_generations
         local, width = advantages.shape[0], old_logps.shape[1]
-        if local % config.num_generations == 0:
-            return self._checked_weights(self._weighting(old_logps, advantages, mask, config), old_logps)
+        if local % group == 0:
+            return self.reweighter.weights(old_logps, advantages, mask, evaluation=evaluation)
         gathered = [
             self.accelerator.gather(self.accelerator.pad_across_processes(tensor, dim=1))
             for tensor in (old_logps, advantages, mask)  # the weighting's argument order
         ]
-        weights = self._checked_weights(self._weighting(*gathered, config), gathered[0])
+        weights = self.reweighter.weights(*gathered, evaluation=evaluation)
         start = self.accelerator.process_index * local
         weights = weights[start : start + local]
         return weights[:, :width] if weights.dim() == 2 and weights.shape[1] > 1 else weights
-
-    def _checked_weights(self, weights: Any, old_logps: torch.Tensor) -> torch.Tensor:
-        """Refuse weights of the wrong shape; for user weightings also non-finite or negative ones."""
-        weighting = self._weighting
-        rows, width = old_logps.shape
-        if not isinstance(weights, torch.Tensor) or tuple(weights.shape) not in ((rows,), (rows, 1), (rows, width)):
-            shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
-            raise ValueError(
-                f"The weighting {weighting.name!r} must return a tensor of shape ({rows}, {width}) (one weight per "
-                f"token) or ({rows},) (one per response), got {shape}."
-            )
-        weights = weights.detach()
-        if not weighting.builtin and not bool(torch.isfinite(weights).all() and (weights >= 0).all()):
-            raise ValueError(
-                f"The weighting {weighting.name!r} returned negative or non-finite weights (min "
-                f"{weights.min().item():.4g}): a negative weight flips the advantage. Clamp them, e.g. `.clamp(min=0)`."
-            )
-        return weights
 
     def _log_delta_logp(self, output: dict[str, Any], cache: dict[str, torch.Tensor]) -> None:
         delta = self._old_logps(output, cache) - self._reference_logps(output, cache)

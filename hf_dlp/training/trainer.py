@@ -9,7 +9,10 @@ How it hooks into TRL (1.15 and 1.16) without copying its loss:
   `_compute_loss` works on a shallow copy of the inputs and parks it in a one-shot slot; the override of
   `_get_per_token_logps_and_entropies` sees the slot on the loss's forward pass (never on the no-grad passes for
   old and reference log-probs, which run with the slot empty), computes the weights and replaces the copy's
-  `advantages` with the `(B, T)` tensor Ã = w · Â (only where the sign gate and a `"reweight"` token mask allow).
+  `advantages` with the `(B, T)` tensor Ã = w · Â that `AdvantageReweighter.step` returns (only where the sign gate
+  and a `"reweight"` token mask allow). The slot is the one piece of state between the two overrides: π_old of an
+  on-policy batch exists only inside the loss's forward pass, and computing it in a separate pass would cost a
+  forward per micro-batch.
   TRL reads `inputs["advantages"]` after that call and supports `(B, T)` advantages, so every `loss_type`, the
   clipping, the KL term (left unweighted) and the metrics stay TRL's.
 - Response-level weightings (the `"ppl"` family) need whole prompt groups, token-mask quantiles need the whole batch
@@ -43,8 +46,9 @@ from .batch_signals import RESPONSE_WEIGHTS_KEY, TOKEN_MASK_KEY, GenerationBatch
 from .config import ReweightedGRPOConfig, check_enough_prompts
 from .dynamic_sampling import DynamicSamplingMixin
 from .model_card import render_model_card
-from .registry import OFF, TokenWeighting, WeightFunction, get_token_weighting
-from .reweighting import reweight_advantages, weight_statistics
+from .registry import WeightFunction
+from .reweighter import AdvantageReweighter
+from .reweighting import weight_statistics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -135,7 +139,9 @@ class ReweightedGRPOTrainer(DynamicSamplingMixin, GenerationBatchMixin, GRPOTrai
     Ã_t = [1 + α (1 − π_old(y_t))] · Â, with π_old the detached probability of the sampled token under the policy that
     produced the rollout; see [`ReweightedGRPOConfig`] for the other forms, the sign gate
     (`reweight_advantage_sign`), the token masks (`token_mask_*`) and the Δlog p monitor (`delta_logp_monitor`).
-    The weights are not renormalised. Everything else (loss types, clipping, KL, PEFT, vLLM, DeepSpeed/FSDP, logging,
+    The weights are not renormalised. The arithmetic from π_old to Ã is `trainer.reweighter`, an
+    [`AdvantageReweighter`] built once from `args` (the registry is looked up then, not per step); the trainer only
+    feeds it TRL's tensors. Everything else (loss types, clipping, KL, PEFT, vLLM, DeepSpeed/FSDP, logging,
     checkpoints) is TRL's. The weight statistics are logged as `reweight/weight_mean`, `reweight/weight_max`,
     `reweight/weight_min` and `reweight/high_weight_frac` (share of tokens with w > 1 + α/2; tokens the gate or mask
     leaves alone count with w = 1), averaged over all processes. With `dynamic_sampling=True` prompt groups without
@@ -207,11 +213,8 @@ class ReweightedGRPOTrainer(DynamicSamplingMixin, GenerationBatchMixin, GRPOTrai
         weight_fn: WeightFunction | None = None,
     ):
         check_trl_compatibility(GRPOTrainer)
-        if weight_fn is not None and not callable(weight_fn):
-            raise TypeError(
-                f"`weight_fn` must be a callable (old_log_probs, advantages, masks, config), got {weight_fn!r}."
-            )
         args = _reweighted_config(model, args)
+        reweighter = AdvantageReweighter(args, weight_fn)  # validates `weight_fn` before anything loads
         if isinstance(train_dataset, Sized):  # an IterableDataset has no length to check
             check_enough_prompts(train_dataset, args)  # before any model is loaded: TRL would train 0 steps quietly
         with reference_model_for(args):  # the Δlog p monitor / masks need one even with beta = 0
@@ -232,29 +235,23 @@ class ReweightedGRPOTrainer(DynamicSamplingMixin, GenerationBatchMixin, GRPOTrai
                 environment_factory=environment_factory,
             )
         self.beta = self.args.beta  # 0 again if only the monitor asked for a reference model: no KL term
-        self.reweighting = self.args.reweighting
-        self.reweight_alpha = self.args.reweight_alpha
-        self._weight_fn = None
+        reweighter.num_generations_eval = self.num_generations_eval
+        self.reweighter = reweighter
+        self._weight_fn = reweighter.weighting if weight_fn is not None else None
         if weight_fn is not None:
-            self._weight_fn = TokenWeighting(getattr(weight_fn, "__name__", "weight_fn"), weight_fn)
-            logger.info(f"`weight_fn` {self._weight_fn.name!r} replaces reweighting={self.reweighting!r}.")
+            logger.info(f"`weight_fn` {self._weight_fn.name!r} replaces reweighting={self.args.reweighting!r}.")
         self._reweight_slot: _LossSlot | None = None
-        if self._weighting is not None and self.reweight_alpha == 0 and weight_fn is None:
-            logger.info(f"reweighting={self.reweighting!r} with reweight_alpha=0: the weights may not depend on p.")
-
-    @property
-    def _weighting(self) -> TokenWeighting | None:
-        """The active weighting (`weight_fn`, else the registered `reweighting`), `None` for `"none"`."""
-        if self._weight_fn is not None:
-            return self._weight_fn
-        return None if self.reweighting == OFF else get_token_weighting(self.reweighting)
+        if reweighter.weighting is not None and self.args.reweight_alpha == 0 and weight_fn is None:
+            logger.info(
+                f"reweighting={self.args.reweighting!r} with reweight_alpha=0: the weights may not depend on p."
+            )
 
     # ----------------------------------------------------------------------------------------------------------------
     # Loss hook
     # ----------------------------------------------------------------------------------------------------------------
 
     def _compute_loss(self, model, inputs):
-        if self._weighting is None and TOKEN_MASK_KEY not in inputs:
+        if self.reweighter.weighting is None and TOKEN_MASK_KEY not in inputs:
             return super()._compute_loss(model, inputs)
         inputs = dict(inputs)  # shallow copy: TRL reuses the buffered dict across `num_iterations`
         token_mask = inputs.pop(TOKEN_MASK_KEY, None)
@@ -264,11 +261,11 @@ class ReweightedGRPOTrainer(DynamicSamplingMixin, GenerationBatchMixin, GRPOTrai
             selected = token_mask.to(inputs["completion_mask"].dtype)
             inputs["tool_mask"] = selected if tool_mask is None else tool_mask * selected
             token_mask = None  # the weights apply wherever the loss does
-        if self._weighting is None:
+        if self.reweighter.weighting is None:
             return super()._compute_loss(model, inputs)
-        if self._weighting.level == "response" and response_weights is None:
+        if self.reweighter.level == "response" and response_weights is None:
             raise ValueError(
-                f"reweighting={self._weighting.name!r} weighs whole responses, so its weights come from "
+                f"reweighting={self.reweighter.weighting.name!r} weighs whole responses, so its weights come from "
                 f"`_generate_and_score_completions` (key {RESPONSE_WEIGHTS_KEY!r}); this batch has none."
             )
         self._reweight_slot = _LossSlot(inputs, response_weights, token_mask)
@@ -285,29 +282,22 @@ class ReweightedGRPOTrainer(DynamicSamplingMixin, GenerationBatchMixin, GRPOTrai
         return outputs
 
     def _reweight(self, slot: _LossSlot, logps: torch.Tensor) -> None:
-        """Replace `slot.inputs["advantages"]` by Ã = w · Â (inside the sign gate and token mask) and log w."""
+        """Replace `slot.inputs["advantages"]` by the reweighter's Ã = w · Â and log the weights the tokens get."""
         inputs = slot.inputs
-        advantages, mask = inputs["advantages"], self._loss_mask(inputs)
-        weights = slot.response_weights
-        if weights is None:
-            old_logps = inputs.get("old_per_token_logps")
-            old_logps = logps.detach() if old_logps is None else old_logps
-            weights = self.compute_token_weights(old_logps, advantages, mask)
-        region = slot.token_mask
-        if self.args.reweight_advantage_sign != "all":
-            gate = advantages > 0 if self.args.reweight_advantage_sign == "positive" else advantages < 0
-            gate = gate.unsqueeze(1) if gate.dim() == 1 else gate
-            region = gate if region is None else region & gate
-        inputs["advantages"] = reweight_advantages(advantages, weights, region)
-        if region is not None:  # log the weights the tokens effectively get
-            weights = weights if weights.dim() == 2 else weights.unsqueeze(1)
-            weights = torch.where(region, weights, torch.ones_like(weights))
+        mask = self._loss_mask(inputs)
+        old_logps = inputs.get("old_per_token_logps")
+        old_logps = logps.detach() if old_logps is None else old_logps  # on-policy: π_old is this forward's π
+        inputs["advantages"], weights = self.reweighter.step(
+            old_logps, inputs["advantages"], mask, response_weights=slot.response_weights,
+            token_mask=slot.token_mask, evaluation=not self.model.training,
+        )  # fmt: skip
         self._log_weight_statistics(weights, mask)
 
     def compute_token_weights(
         self, old_logps: torch.Tensor, advantages: torch.Tensor | None = None, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Token weights `(B, T)` of the token-level weighting from the sampled tokens' log-probs under π_old.
+        """Token weights `(B, T)` of the token-level weighting from the sampled tokens' log-probs under π_old
+        (`self.reweighter.weights`).
 
         Args:
             old_logps (`torch.Tensor` of shape `(B, T)`): log π_old of the sampled tokens.
@@ -318,20 +308,17 @@ class ReweightedGRPOTrainer(DynamicSamplingMixin, GenerationBatchMixin, GRPOTrai
 
         >>> import math, torch
         >>> from types import SimpleNamespace
-        >>> from hf_dlp.training.registry import get_token_weighting
+        >>> from hf_dlp.training.reweighter import AdvantageReweighter
         >>> trainer = SimpleNamespace(  # stands in for a built trainer
-        ...     _weighting=get_token_weighting("low_prob"), _weight_config=lambda: SimpleNamespace(reweight_alpha=0.2),
-        ...     _checked_weights=lambda weights, old_logps: weights)
+        ...     reweighter=AdvantageReweighter(SimpleNamespace(reweighting="low_prob", reweight_alpha=0.2)),
+        ...     model=SimpleNamespace(training=True))
         >>> ReweightedGRPOTrainer.compute_token_weights(trainer, torch.tensor([[0.0, math.log(0.5)]]))
         tensor([[1.0000, 1.1000]])
         """
-        weighting = self._weighting
-        if weighting is None or weighting.level != "token":
-            name = "none" if weighting is None else weighting.name
+        if self.reweighter.level != "token":
+            name = "none" if self.reweighter.weighting is None else self.reweighter.weighting.name
             raise ValueError(f"`compute_token_weights` needs a token-level weighting, not {name!r}.")
-        advantages = torch.ones(old_logps.shape[0], device=old_logps.device) if advantages is None else advantages
-        mask = torch.ones_like(old_logps, dtype=torch.long) if mask is None else mask
-        return self._checked_weights(weighting(old_logps, advantages, mask, self._weight_config()), old_logps)
+        return self.reweighter.weights(old_logps, advantages, mask, evaluation=not self.model.training)
 
     @staticmethod
     def _loss_mask(inputs: dict[str, Any]) -> torch.Tensor:
@@ -340,7 +327,7 @@ class ReweightedGRPOTrainer(DynamicSamplingMixin, GenerationBatchMixin, GRPOTrai
 
     def _log_weight_statistics(self, weights: torch.Tensor, mask: torch.Tensor) -> None:
         # One gather, run on every rank at the same point of the loss, so collectives stay in step.
-        stats = weight_statistics(weights, mask, self.reweight_alpha).to(self.accelerator.device)
+        stats = weight_statistics(weights, mask, self.args.reweight_alpha).to(self.accelerator.device)
         gathered = self.accelerator.gather(stats.unsqueeze(0)).view(-1, stats.numel())
         total, count, high = gathered[:, :3].sum(0).tolist()
         if count == 0:
