@@ -102,11 +102,11 @@ def test_readme_python_blocks_compile_and_their_imports_exist():
         exec(compile(ast.Module(body=imports, type_ignores=[]), "README.md", "exec"), {})  # noqa: S102
 
 
-README_RUNS = {"toy": "toy (seed 0)"}
+README_RUNS = {"toy": "toy (seed 0)", "smollm2-fig4": "SmolLM2-135M (seed 0)"}
 
 
 def test_the_readme_claims_table_is_the_shipped_runs_claims():
-    """The README's claims table is rendered from the headline numbers shipped for the run it reports, so a
+    """The README's claims table is rendered from the headline numbers shipped for the runs it reports, so a
     verdict or a number there cannot drift from the run that produced it."""
     from hf_dlp.demo.claims import claims_side_by_side
     from hf_dlp.demo.expected import load_expected

