@@ -23,6 +23,18 @@ if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 
+def binomial_stderr(accuracy: float, samples: int) -> float:
+    """The binomial standard error of an accuracy over `samples` independent samples (never exactly 0, so that a
+    verdict built on it stays defined at accuracy 0 or 1).
+
+    Examples:
+
+    >>> round(binomial_stderr(0.5, 100), 3)
+    0.05
+    """
+    return math.sqrt(max(accuracy * (1 - accuracy), 1e-12) / max(samples, 1))
+
+
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
     """Unbiased Pass@k estimator (Chen et al., 2021): 1 − C(n−c, k) / C(n, k).
 
@@ -203,4 +215,4 @@ def evaluate_model(
 MATH_ACCURACY_METRIC_PATH = str(Path(__file__).parent / "metrics" / "math_accuracy")
 """Local path of the `evaluate` metric: `evaluate.load(MATH_ACCURACY_METRIC_PATH)`, no download."""
 
-__all__ = ["MATH_ACCURACY_METRIC_PATH", "EvaluationResult", "evaluate_model", "pass_at_k"]
+__all__ = ["MATH_ACCURACY_METRIC_PATH", "EvaluationResult", "binomial_stderr", "evaluate_model", "pass_at_k"]

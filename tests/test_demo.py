@@ -231,19 +231,24 @@ def test_an_interrupted_run_resumes_without_mixing(tmp_path, monkeypatch):
     assert (tmp_path / "demo" / "report.md").exists()
 
 
+def _interrupted_at_the_second_call(function):
+    """`function`, but its second call raises `KeyboardInterrupt`, as a run stopped there would."""
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return function(*args, **kwargs)
+
+    return interrupted
+
+
 def test_an_interrupted_sweep_keeps_its_finished_cells(tmp_path, monkeypatch):
     from hf_dlp.sweeps import sweep as sweep_module
 
     config = DemoConfig(output_dir=str(tmp_path / "demo"), seed=8).quick_version()
-    evaluate, calls = sweep_module.evaluate_model, []
-
-    def fails_in_the_second_cell(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(sweep_module, "evaluate_model", fails_in_the_second_cell)
+    monkeypatch.setattr(sweep_module, "evaluate_model", _interrupted_at_the_second_call(sweep_module.evaluate_model))
     with pytest.raises(KeyboardInterrupt):
         run_demo(config)
     cells = tmp_path / "demo" / "replacement" / "cells"
@@ -260,15 +265,7 @@ def test_an_interrupted_evaluation_keeps_the_models_it_evaluated(tmp_path, monke
     from hf_dlp.demo import pipeline
 
     config = DemoConfig(output_dir=str(tmp_path / "demo"), seed=6).quick_version()
-    evaluate, calls = pipeline._evaluate, []
-
-    def fails_on_the_second_model(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "_evaluate", fails_on_the_second_model)
+    monkeypatch.setattr(pipeline, "_evaluate", _interrupted_at_the_second_call(pipeline._evaluate))
     with pytest.raises(KeyboardInterrupt):
         run_demo(config)
     monkeypatch.undo()

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     # `tau` is swept; the config only has to accept the rule (a placeholder threshold for selective ones).
     placeholder = None if args.selection == "all" else args.taus[0]
-    inputs = prepare(args, NAME, selection=args.selection, tau=placeholder, generator=args.generator)
+    inputs = prepare(args, selection=args.selection, tau=placeholder, generator=args.generator)
     result = extrapolation_sweep(gammas=args.gammas, taus=args.taus, **inputs)
     if not is_main_process():
         return 0

@@ -123,7 +123,7 @@ def parse_taus(items: list[str]) -> dict[str, list[float]]:
     return taus
 
 
-def prepare(args: argparse.Namespace, command: str, **overrides: Any) -> dict[str, Any]:
+def prepare(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
     """Check everything that needs no model, then load the data and the model pair.
 
     Returns the keyword arguments of the sweep: models, tokenizer, dataset, reward, `config`, `generation_config`,
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from hf_dlp.sweeps import replacement_sweep
 
     taus = parse_taus(args.taus)
-    inputs = prepare(args, NAME, gamma=args.gamma)
+    inputs = prepare(args, gamma=args.gamma)
     result = replacement_sweep(selections=args.selections, taus=taus, **inputs)
     if not is_main_process():
         return 0

@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..evaluation import binomial_stderr
+
 MAGNITUDE_METRICS = ("base_entropy", "rl_entropy", "kl_rl_base", "kl_base_rl")
 
 
@@ -78,8 +80,18 @@ def verdict(difference: float, stderr: float) -> str:
     return "no" if difference < -2 * stderr else "within noise"
 
 
-def binomial_stderr(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
+def mean_and_stderr(values: list[float]) -> tuple[float, float]:
+    """The mean of several values (seeds, per-seed differences) and its standard error, sample standard deviation
+    over √n (at least two values).
+
+    Examples:
+
+    >>> mean_and_stderr([0.5, 0.6])
+    (0.55, 0.04999999999999999)
+    """
+    mean = sum(values) / len(values)
+    spread = sum((value - mean) ** 2 for value in values) / (len(values) - 1)
+    return mean, math.sqrt(spread / len(values))
 
 
 def auroc_stderr(auroc: float, positives: int, negatives: int) -> float:
@@ -98,7 +110,7 @@ def auroc_stderr(auroc: float, positives: int, negatives: int) -> float:
     return math.sqrt(max(variance, 0.0))
 
 
-def _seed_count(config: dict[str, Any]) -> int:
+def seed_count(config: dict[str, Any]) -> int:
     """Training seeds behind the results: one when a given RL model replaced training."""
     return 1 if config.get("rl_model") else config.get("seeds", 1)
 
@@ -110,17 +122,16 @@ def method_scores(results: dict[str, Any]) -> dict[str, tuple[list[float], float
     (sample standard deviation / sqrt(seeds)), the spread training seeds actually produce.
     """
     evaluations, config = results["evaluation"], results["config"]
-    seeds = _seed_count(config)
+    seeds = seed_count(config)
     scores = {}
     for name in ("base", *config["methods"]):
         keys = [name] if name == "base" else [name] + [f"{name}-seed{i}" for i in range(1, seeds)]
         values = [evaluations[key]["avg_at_k"] for key in keys]
-        mean = sum(values) / len(values)
         if len(values) == 1:
             first = evaluations[keys[0]]
-            stderr = binomial_stderr(mean, first["num_problems"] * first["num_samples"])
+            mean, stderr = values[0], binomial_stderr(values[0], first["num_problems"] * first["num_samples"])
         else:
-            stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+            mean, stderr = mean_and_stderr(values)
         scores[name] = (values, mean, stderr)
     return scores
 
@@ -141,9 +152,7 @@ def _comparison(scores, claim: str, first: str, second: str, paper: str) -> Trai
     common = dict(name=claim, unit="accuracy", paper=paper, first=first, second=second)
     if len(values_a) == len(values_b) > 1:
         differences = [a - b for a, b in zip(values_a, values_b, strict=True)]
-        mean = sum(differences) / len(differences)
-        spread = sum((d - mean) ** 2 for d in differences) / (len(differences) - 1)
-        stderr = math.sqrt(spread / len(differences))
+        mean, stderr = mean_and_stderr(differences)
         return TrainingComparison(difference=mean, stderr=stderr, per_seed=differences, paired=True, **common)
     return TrainingComparison(difference=mean_a - mean_b, stderr=math.hypot(se_a, se_b), **common)
 
@@ -316,7 +325,9 @@ __all__ = [
     "TrainingComparison",
     "claims_side_by_side",
     "demo_claims",
+    "mean_and_stderr",
     "method_scores",
+    "seed_count",
     "training_comparisons",
     "verdict",
 ]

@@ -6,10 +6,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..arguments import check_choice, check_number, check_sequence
+from ..extrapolation.config import GENERATOR_ROLES
 from ..training.registry import canonical_weighting_name
-
-GENERATORS: tuple[str, ...] = ("rl", "base")
-"""The two extrapolation sweeps of the demo, by the model that generates."""
 
 RUN_LOCAL_FIELDS: tuple[str, ...] = ("output_dir", "workers")
 """`DemoConfig` fields that say where a run goes and how its work is shared, not what it computes: they are left out
@@ -160,13 +158,13 @@ class DemoConfig:
                 f"`rl_model` ({self.rl_model!r}) replaces training, so `methods` must be ('none',), got "
                 f"{self.methods}. Drop `rl_model` to train the methods."
             )
-        if isinstance(self.extrapolation_taus, dict) and set(self.extrapolation_taus) != set(GENERATORS):
+        if isinstance(self.extrapolation_taus, dict) and set(self.extrapolation_taus) != set(GENERATOR_ROLES):
             raise ValueError(
-                f"`extrapolation_taus` given per generator must have the keys {GENERATORS}, got "
+                f"`extrapolation_taus` given per generator must have the keys {GENERATOR_ROLES}, got "
                 f"{sorted(self.extrapolation_taus)}; or give one list for both generators."
             )
         if isinstance(self.extrapolation_taus, dict):
-            for generator in GENERATORS:
+            for generator in GENERATOR_ROLES:
                 check_sequence(
                     f"extrapolation_taus[{generator!r}]", self.extrapolation_taus[generator], items="thresholds"
                 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .claims import mean_and_stderr
+
 # (log key, panel title, transform). The ±1 reward's mean r gives the training accuracy (r + 1) / 2.
 PANELS = (
     ("reward", "training accuracy ((reward + 1) / 2)", lambda value: (value + 1.0) / 2.0),
@@ -90,13 +92,7 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path | No
                 ax.plot(steps, [series[0][step] for step in steps], label=model_label(runs[0]), color=colors[method])
                 continue
             steps = sorted(set.intersection(*(set(curve) for curve in series)))
-            means, errors = [], []
-            for step in steps:
-                values = [curve[step] for curve in series]
-                mean = sum(values) / len(values)
-                spread = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-                means.append(mean)
-                errors.append((spread / len(values)) ** 0.5)
+            means, errors = zip(*(mean_and_stderr([curve[step] for curve in series]) for step in steps), strict=True)
             label = f"{model_label(method)} ({len(series)} seeds, mean ± s.e.)"
             ax.plot(steps, means, label=label, color=colors[method])
             low = [m - e for m, e in zip(means, errors, strict=True)]

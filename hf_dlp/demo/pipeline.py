@@ -18,7 +18,8 @@ import torch
 from .. import __version__
 from ..cpu_kernels import cpu_kernels, pin_cpu_kernels
 from ..distributed import default_device, is_main_process, num_processes
-from .config import GENERATORS, RUN_LOCAL_FIELDS, DemoConfig
+from ..extrapolation.config import GENERATOR_ROLES
+from .config import RUN_LOCAL_FIELDS, DemoConfig
 from .stages import StageJob, StageRecords, StageRunner, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -220,16 +221,25 @@ def _analysis_page(output: Path, results: dict[str, Any]) -> None:
     )
 
 
-def _sweep_figures(output: Path, results: dict[str, Any]) -> None:
-    """Draw the sweeps' figures from their results, so a rerun that reused the sweeps draws them as this version
-    does (with error bars)."""
+REPLACEMENT_STAGE = "5a. replacement sweep"
+
+
+def _extrapolation_stage(generator: str) -> str:
+    return f"5b. extrapolation sweep ({generator} generates)"
+
+
+def _redraw_reused_sweeps(output: Path, results: dict[str, Any], reused: list[str]) -> None:
+    """Draw again the figures of the sweeps this run reused from an earlier one, so they look as this version draws
+    them (with error bars); a sweep computed now drew its own."""
     from ..sweeps import SweepResult
 
-    sweeps = {"replacement": results["replacement"]}
-    sweeps.update({f"extrapolation_{generator}": sweep for generator, sweep in results["extrapolation"].items()})
-    for folder, sweep in sweeps.items():
-        result = SweepResult(sweep["kind"], sweep["rows"], sweep["references"], sweep.get("settings", {}))
-        result.plot(output / folder / f"{sweep['kind']}_sweep.png")
+    sweeps = {REPLACEMENT_STAGE: ("replacement", results["replacement"])}
+    sweeps.update({_extrapolation_stage(generator): (f"extrapolation_{generator}", sweep)
+                   for generator, sweep in results["extrapolation"].items()})  # fmt: skip
+    for stage, (folder, sweep) in sweeps.items():
+        if stage in reused:
+            result = SweepResult(sweep["kind"], sweep["rows"], sweep["references"], sweep.get("settings", {}))
+            result.plot(output / folder / f"{sweep['kind']}_sweep.png")
 
 
 def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, output: Path) -> dict[str, Any]:
@@ -250,7 +260,7 @@ def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, outpu
     results: dict[str, Any] = {}
     inputs = stages.inputs(SWEEP_FIELDS, "train/none", replacement_taus=config.replacement_taus)
     results["replacement"] = stages.run(
-        "5a. replacement sweep",
+        REPLACEMENT_STAGE,
         inputs,
         lambda: replacement_sweep(
             selections=tuple(config.replacement_taus),
@@ -263,19 +273,19 @@ def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, outpu
         resumable=True,  # its finished cells survive an interruption (`hf_dlp.sweeps.cells`)
     )
     results["extrapolation"] = {}
-    for generator in GENERATORS:
+    for generator in GENERATOR_ROLES:
         taus = config.taus_for(generator)
         # The two models alone were evaluated by the replacement sweep, on the same problems and sampling.
         inputs = stages.inputs(
             SWEEP_FIELDS,
             "train/none",
-            "5a. replacement sweep",
+            REPLACEMENT_STAGE,
             generator=generator,
             gammas=config.extrapolation_gammas,
             taus=taus,
         )
         results["extrapolation"][generator] = stages.run(
-            f"5b. extrapolation sweep ({generator} generates)",
+            _extrapolation_stage(generator),
             inputs,
             lambda generator=generator, taus=taus: extrapolation_sweep(
                 gammas=config.extrapolation_gammas,
@@ -406,7 +416,7 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     results.update(_sweeps(stages, base_model, rl_model, tokenizer, sweep_dataset, output))
     if is_main_process():
         _analysis_page(output, results)
-        _sweep_figures(output, results)
+        _redraw_reused_sweeps(output, results, stages.reused)
 
     results["stage_seconds"] = stages.seconds
     results["reused_stages"] = stages.reused

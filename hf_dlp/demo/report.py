@@ -6,16 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..evaluation import binomial_stderr
 from ..selection_rules import rule_label
 from ..sweeps import format_swaps_table
 from .claims import (
     UNIT_LABELS,
     Claim,
     TrainingComparison,
-    binomial_stderr,
     demo_claims,
     method_scores,
     replacement_gains,
+    seed_count,
     sweep_samples,
     training_comparisons,
 )
@@ -248,7 +249,7 @@ def _summary(results: dict[str, Any], claims: list[Claim]) -> str:
     missed = [claim for claim, verdict in verdicts.items() if verdict == "no"]
     unclear = [claim for claim, verdict in verdicts.items() if verdict == "within noise"]
     scale = _SCALES.get(config.get("preset", "toy"), f"`{results['base_model']}`")
-    seeds = 1 if config.get("rl_model") else config.get("seeds", 1)
+    seeds = seed_count(config)
     text = (
         f"At this scale ({scale}, {config['train_steps']} GRPO steps, {seeds} seed{'s' if seeds > 1 else ''}, "
         "small evaluation budgets; an accuracy difference counts only beyond two standard errors), "

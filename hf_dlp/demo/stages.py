@@ -104,16 +104,16 @@ class StageRecords:
         """Mark stage `name` as started with `inputs`; remove the files a previous attempt left, unless the stage is
         `resumable` (it checks its own partial files, as the sweeps' cell stores do) and that attempt had the same
         inputs."""
-        record_path = self._path(name)
-        same = record_path.exists() and json.loads(record_path.read_text()).get("fingerprint") == fingerprint(inputs)
+        record_path, key = self._path(name), fingerprint(inputs)
+        same = record_path.exists() and json.loads(record_path.read_text()).get("fingerprint") == key
         if is_main_process():
             for stale in [] if resumable and same else files:
                 if stale.is_dir():
                     shutil.rmtree(stale)
                 elif stale.exists():
                     stale.unlink()
-            record = {"stage": name, "fingerprint": fingerprint(inputs), "inputs": inputs, "finished": False}
-            self._path(name).write_text(json.dumps(record, indent=2, default=str))
+            record = {"stage": name, "fingerprint": key, "inputs": inputs, "finished": False}
+            record_path.write_text(json.dumps(record, indent=2, default=str))
         barrier()
 
     def finish(self, name: str, inputs: dict[str, Any], result: Any) -> None:

@@ -33,8 +33,6 @@ SelectionRule = Literal[
 SELECTION_RULES: tuple[str, ...] = get_args(SelectionRule)
 if SELECTION_RULES != BUILTIN_RULE_NAMES:
     raise RuntimeError(f"`SelectionRule` {SELECTION_RULES} and the built-in rule specs {BUILTIN_RULE_NAMES} disagree.")
-# Rules whose score is a non-negative magnitude (select when score >= tau).
-MAGNITUDE_RULES: tuple[str, ...] = tuple(name for name in SELECTION_RULES if SELECTION_RULE_SPECS[name].nonnegative)
 
 GeneratorRole = Literal["rl", "base"]
 GENERATOR_ROLES: tuple[str, ...] = get_args(GeneratorRole)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..evaluation import binomial_stderr
 from ..selection_rules import rule_label
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def _samples(result: SweepResult) -> int | None:
 
 def _stderr(accuracy: float, samples: int | None) -> float:
     """One binomial standard error, in percent (0 when the sample count is unknown)."""
-    return 0.0 if not samples else 100 * (max(accuracy * (1 - accuracy), 0.0) / samples) ** 0.5
+    return 100 * binomial_stderr(accuracy, samples) if samples else 0.0
 
 
 def _draw_references(ax, references: dict[str, float], samples: int | None = None) -> None:
