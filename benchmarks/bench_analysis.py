@@ -147,6 +147,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--completion_share", type=float, default=0.5)
     parser.add_argument("--chunk_size", type=int, default=None)
+    parser.add_argument(
+        "--compare_fused",
+        action="store_true",
+        help="Also time the other chunk path (the reference one on CUDA, the compiled fused one elsewhere).",
+    )
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
 
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 input_ids=input_ids, attention_mask=attention
             ).logits
 
-    def metrics(mask):
+    def metrics(mask, fused=None):
         return lambda: compute_token_metrics(
             base_model=base,
             rl_model=rl,
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             attention_mask=attention,
             completion_mask=mask,
             chunk_size=args.chunk_size,
+            fused=fused,
         )
 
     cases = {
@@ -185,6 +191,9 @@ def main(argv: list[str] | None = None) -> None:
         "metrics (response)": metrics(completion),
         "metrics (all tokens)": metrics(attention),
     }
+    if args.compare_fused:  # the other chunk path beside the default one (fused on CUDA, reference elsewhere)
+        other = device.type != "cuda"
+        cases[f"all, {'fused' if other else 'reference'}"] = metrics(attention, fused=other)
     print(
         f"device={device} dtype={args.dtype} arch={args.arch} size={args.size} vocab={vocab} "
         f"batch={args.batch_size} length={args.length} chunk_size={args.chunk_size or 'auto'} "

@@ -15,6 +15,8 @@
    selected share, "auto" / per-token and the block paths' acceptance. `--sampling greedy|paper` (temperature 1.0,
    top-p 0.7). Targets on CPU: B = 1 selective hidden 1024 <= 1.3x, B = 16 selective <= 1.4x, auto / per-token
    <= 1.05 at every B.
+5. `--distribution_rows N`: dense sampling's output distribution on the block path against the per-token path in the
+   run's dtype (bf16 on CUDA), as token-histogram distances beside the sampling noise.
 
 Usage: `python benchmarks/bench_extrapolation.py [--device cuda] [--quick] [--only blocks] [--shape ...] [--json F]`.
 Every run generates exactly the same number of tokens (`min_new_tokens`).
@@ -274,12 +276,18 @@ def block_cell(args, rl, base, input_ids, mask, config: ExtrapolationConfig) -> 
     cell = {"plain_s": timed(plain, args.repeats, args.device)}
     if args.static_baseline:
         cell["static_ratio"] = timed(static, args.repeats, args.device) / cell["plain_s"]
+    outputs = {}
     for name, fn in paths.items():
         results = []
         cell[f"{name}_ratio"] = timed(fn, args.repeats, args.device, results) / cell["plain_s"]
-        _, stats = results[-1]
+        outputs[name], stats = results[-1]
         cell[f"{name}_stats"] = {k: stats.to_dict()[k] for k in ("replacement_ratio", "acceptance_rate",
                                  "mean_accepted_block_length", "num_blocks", "fell_back")}  # fmt: skip
+    # Greedy: the share of generated tokens each block path shares with the per-token path (1.0 in float32; bf16
+    # rounds a k-token verify forward differently from k one-token forwards).
+    new = slice(input_ids.shape[1], None)
+    for name in paths:
+        cell[f"{name}_agreement"] = float((outputs[name][:, new] == outputs["per-token"][:, new]).float().mean())
     cell["selected"] = cell["per-token_stats"]["replacement_ratio"]
     if "block auto_ratio" in cell:
         cell["auto_over_per_token"] = cell["block auto_ratio"] / cell["per-token_ratio"]
@@ -297,8 +305,10 @@ def format_row(cell: dict, args) -> str:
     )
     static = f"{cell['static_ratio']:.2f}x" if "static_ratio" in cell else "-"
     auto = f"{cell['auto_over_per_token']:.2f}" if "auto_over_per_token" in cell else "-"
+    agree = " | ".join(f"{cell[f'block {b}_agreement']:.0%}" if args.sampling == "greedy" else "-"
+                       for b in args.block_sizes)  # fmt: skip
     return (f"| {cell['setting']} | {cell['batch']} | {cell['selected']:.1%} | {cell['plain_s']:.3f}s | {static} | "
-            f"{ratios} | {auto} | {accept} |")  # fmt: skip
+            f"{ratios} | {auto} | {accept} | {agree} |")  # fmt: skip
 
 
 def bench_blocks(args, dtype) -> None:
@@ -306,10 +316,12 @@ def bench_blocks(args, dtype) -> None:
     names = ["per-token", *(f"block {b}" for b in args.block_sizes)]
     print(f"[4] shape={args.shape} sampling={args.sampling} T={args.new_tokens} P={args.prompt_len}; cells: time / "
           "plain generate; static: plain generate with a static cache (compiled on CUDA); auto/pt: block auto / "
-          "per-token; accept: mean block length / acceptance rate (fb: auto fell back to one token per step)")  # fmt: skip
+          "per-token; accept: mean block length / acceptance rate (fb: auto fell back to one token per step); "
+          "same: greedy tokens equal to the per-token path's")  # fmt: skip
     print(f"| setting | B | selected | plain | static | {' | '.join(names)} | auto/pt | "
-          + " | ".join(f"accept {b}" for b in args.block_sizes) + " |")  # fmt: skip
-    print("|---" * (7 + 2 * len(args.block_sizes)) + "|")
+          + " | ".join(f"accept {b}" for b in args.block_sizes) + " | "
+          + " | ".join(f"same {b}" for b in args.block_sizes) + " |")  # fmt: skip
+    print("|---" * (7 + 3 * len(args.block_sizes)) + "|")
     cells = []
     for shape in SHAPES[args.shape]:
         for batch in args.batches:
@@ -329,6 +341,58 @@ def bench_blocks(args, dtype) -> None:
             del rl, base
             if args.device == "cuda":
                 torch.cuda.empty_cache()
+
+
+def histogram_distance(a: torch.Tensor, b: torch.Tensor, vocab: int) -> float:
+    """Total variation distance between the token histograms of two `(rows, positions)` samples, mean over positions."""
+    distances = []
+    for position in range(a.shape[1]):
+        p = torch.bincount(a[:, position].cpu(), minlength=vocab).double() / a.shape[0]
+        q = torch.bincount(b[:, position].cpu(), minlength=vocab).double() / b.shape[0]
+        distances.append(0.5 * float((p - q).abs().sum()))
+    return statistics.mean(distances)
+
+
+@torch.inference_mode()
+def bench_distribution(args, dtype) -> None:
+    """Table 5: dense sampling's output distribution on the block path (speculative sampling) against the per-token
+    path, in `dtype`: one prompt repeated `--distribution_rows` times, the paper's sampling, `--distribution_tokens`
+    new tokens; total variation distance of each position's token histogram (mean over positions), beside the
+    distance between two per-token runs with other seeds (the sampling noise). Close to that noise: the distribution
+    is still right."""
+    shape = SHAPES[args.shape][0]
+    rows, new_tokens = args.distribution_rows, args.distribution_tokens
+    prompt, mask = make_prompts(1, args.prompt_len, shape["vocab"], args.device)
+    rl, base, _, _ = peaked_pair(shape, args, dtype, prompt, mask)
+    input_ids, mask = prompt[-1:].expand(rows, -1).contiguous(), torch.ones(rows, prompt.shape[1], dtype=torch.long,
+                                                                            device=args.device)  # fmt: skip
+    common = dict(attention_mask=mask, pad_token_id=0, max_new_tokens=new_tokens, suppress_tokens=[1],
+                  **SAMPLING["paper"])  # fmt: skip
+    config = ExtrapolationConfig(gamma=0.1, selection="all")
+
+    def sample(seed: int, block_size):
+        torch.manual_seed(seed)
+        out = generate_with_extrapolation(rl, base_model=base, config=config, block_size=block_size,
+                                          input_ids=input_ids, **common)  # fmt: skip
+        return out[:, input_ids.shape[1] :]
+
+    reference = sample(0, None)
+    noise = histogram_distance(reference, sample(1, None), shape["vocab"])
+    print(f"[5] dense sampling (paper settings), {rows} rows x {new_tokens} tokens, {dtype}: TV distance of the "
+          "token histograms to the per-token path's (mean over positions)")  # fmt: skip
+    print("| path | TV to per-token | per-token vs per-token (noise) |")
+    print("|---|---|---|")
+    result = {"rows": rows, "tokens": new_tokens, "dtype": str(dtype), "noise": noise}
+    for block_size in args.block_sizes:
+        distance = histogram_distance(reference, sample(2, block_size), shape["vocab"])
+        result[f"block {block_size}"] = distance
+        print(f"| block {block_size} | {distance:.3f} | {noise:.3f} |", flush=True)
+    if args.json:
+        import json
+        from pathlib import Path
+
+        path = Path(args.json).with_name(Path(args.json).stem + "_distribution.json")
+        path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def write_json(args, cells: list[dict]) -> None:
@@ -354,7 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
     parser.add_argument("--quick", action="store_true", help="Smaller settings for a fast check.")
     parser.add_argument("--skip_naive", action="store_true", help="Skip the (slow, quadratic) naive baseline.")
-    parser.add_argument("--only", choices=["all", "blocks", "per-token"], default="all", help="Which tables to run.")
+    parser.add_argument(
+        "--only",
+        choices=["all", "blocks", "per-token", "distribution"],
+        default="all",
+        help="Which tables to run (table 5 also needs --distribution_rows).",
+    )
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16], help="Batch sizes of table 4.")
     parser.add_argument("--block_sizes", nargs="+", default=["8", "auto"], help="Block sizes of table 4.")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="Model layouts of table 4 (random "
@@ -376,6 +445,13 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="Plain generate with cache_implementation='static' (compiled on CUDA); auto: CUDA only.",
     )
+    parser.add_argument(
+        "--distribution_rows",
+        type=int,
+        default=0,
+        help="Table 5 (dense sampling's distribution, block vs per-token) with this many rows; 0: off.",
+    )
+    parser.add_argument("--distribution_tokens", type=int, default=4, help="New tokens per row in table 5.")
     parser.add_argument("--json", default=None, help="Write table 4 as JSON here (after every cell).")
     args = parser.parse_args(argv)
     args.block_sizes = [b if b == "auto" else int(b) for b in args.block_sizes]
@@ -405,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_lora(args, base, input_ids, mask)
         if args.only in ("all", "blocks"):
             bench_blocks(args, dtype)
+        if args.distribution_rows and args.only in ("all", "distribution"):
+            bench_distribution(args, dtype)
     return 0
 
 

@@ -52,4 +52,19 @@ cell q05_greedy "${SHAPE_05[@]}" --batches 1 8 --static_baseline on
 cell q7_greedy "${SHAPE_7[@]}" --batches 1 --rules selective
 cell q05_paper "${SHAPE_05[@]}" --sampling paper --batches 1 4
 cell q05_greedy_b16 "${SHAPE_05[@]}" --batches 4 16
+# bf16: is dense sampling's distribution on the block path still right (histogram distances beside the noise)?
+if [ "${SMOKE:-0}" = "1" ]; then DIST_ROWS=64; else DIST_ROWS=512; fi
+cell q05_distribution "${SHAPE_05[@]}" --only distribution --distribution_rows "$DIST_ROWS" --block_sizes 8
+# Analysis (issue 18, item 5): compute_token_metrics against two plain forwards, fused (CUDA default) and reference.
+LEFT=$((BUDGET + 60 - ($(date +%s) - START)))
+if [ "${SMOKE:-0}" = "1" ]; then
+  ANALYSIS=(--device cpu --size micro --batch_size 2 --length 32 --repeats 1)
+else
+  ANALYSIS=(--device cuda --dtype bfloat16 --size small --vocab_size 152064 --batch_size 8 --length 2048 --repeats 3)
+fi
+if [ "$LEFT" -gt 20 ]; then
+  echo "== analysis (${LEFT}s left)"
+  timeout --signal=INT "$LEFT" "$PY" benchmarks/bench_analysis.py "${ANALYSIS[@]}" --compare_fused \
+    | tee "$OUT_DIR/gpu_analysis.txt"
+fi
 echo "== done in $(($(date +%s) - START))s; JSON in $OUT_DIR"

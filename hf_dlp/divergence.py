@@ -148,6 +148,56 @@ def pair_metrics(
     }
 
 
+def pair_metrics_from_logits(
+    base_logits: torch.Tensor, rl_logits: torch.Tensor, tokens: torch.LongTensor
+) -> tuple[torch.Tensor, ...]:
+    """Every `PAIR_METRIC_NAMES` quantity, in that order, straight from two `(n, vocab)` logit chunks: the fused form.
+
+    The same arithmetic as `normalize_logits_` + `pair_metrics`, written as one pure function of the logits so that
+    `torch.compile` fuses the log-softmax, the exps and the sums over the vocabulary (`compiled_pair_metrics`); eager,
+    it is the reference path's result up to float rounding.
+
+    Examples:
+
+    >>> base, rl = torch.tensor([[0.0, 0.0]]), torch.tensor([[2.0, 0.0]])
+    >>> fused = pair_metrics_from_logits(base, rl, torch.tensor([0]))
+    >>> log_base, base_probs = normalize_logits_(base.clone())
+    >>> log_rl, rl_probs = normalize_logits_(rl.clone())
+    >>> reference = pair_metrics(log_base, log_rl, torch.tensor([0]), base_probs=base_probs, rl_probs=rl_probs)
+    >>> all(torch.allclose(value, reference[name]) for name, value in zip(PAIR_METRIC_NAMES, fused))
+    True
+    """
+    base_logits, rl_logits = base_logits.float(), rl_logits.float()
+    log_base = (base_logits - base_logits.logsumexp(-1, keepdim=True)).clamp(min=LOG_FLOOR)
+    log_rl = (rl_logits - rl_logits.logsumexp(-1, keepdim=True)).clamp(min=LOG_FLOOR)
+    base_probs, rl_probs = log_base.exp(), log_rl.exp()
+    base_logp, rl_logp = token_log_probs(log_base, tokens), token_log_probs(log_rl, tokens)
+    base_self, rl_self = (base_probs * log_base).sum(-1), (rl_probs * log_rl).sum(-1)
+    return (
+        base_logp,
+        rl_logp,
+        rl_logp - base_logp,
+        -base_self,
+        -rl_self,
+        rl_self - (rl_probs * log_base).sum(-1),
+        base_self - (base_probs * log_rl).sum(-1),
+    )
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def compiled_pair_metrics():
+    """`pair_metrics_from_logits` compiled once per process (`torch.compile`, dynamic shapes: chunks vary in length).
+
+    On a GPU, Inductor fuses it into a few kernels that read each logit chunk a handful of times instead of writing
+    the four `(n, vocab)` float32 intermediates of the reference path; `hf_dlp.analysis` uses it on CUDA.
+    """
+    if "pair_metrics" not in _COMPILED:
+        _COMPILED["pair_metrics"] = torch.compile(pair_metrics_from_logits, dynamic=True)
+    return _COMPILED["pair_metrics"]
+
+
 def extrapolate_log_probs(
     log_rl: torch.Tensor, log_base: torch.Tensor, gamma: float, *, allowed: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -211,6 +261,7 @@ def statistic_keys(statistic: str, values: Sequence[float]) -> list[str]:
 __all__ = [
     "LOG_FLOOR",
     "PAIR_METRIC_NAMES",
+    "compiled_pair_metrics",
     "QUANTILE_STAT",
     "SHARE_ABS_ABOVE_STAT",
     "delta_logp",
@@ -219,6 +270,7 @@ __all__ = [
     "kl_divergence",
     "normalize_logits_",
     "pair_metrics",
+    "pair_metrics_from_logits",
     "statistic_key",
     "statistic_keys",
     "token_log_probs",

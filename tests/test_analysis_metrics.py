@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -397,3 +398,55 @@ def test_peak_memory_is_bounded_by_the_chunk(char_tokenizer):
     )
     assert plain >= 2 * one_logits
     assert chunked < 0.5 * one_logits  # four (8, V) float32 chunks (0.5 MiB) plus activations
+
+
+def test_fused_chunks_equal_the_reference_path(model_pair, char_tokenizer, monkeypatch):
+    """`fused=True` routes every chunk through `compiled_pair_metrics` (here run eagerly: compiling is the slow test
+    below) and agrees with the reference path; `None` picks the reference path off CUDA."""
+    from hf_dlp import divergence
+
+    calls = []
+
+    def eager():
+        calls.append(1)
+        return divergence.pair_metrics_from_logits
+
+    monkeypatch.setattr("hf_dlp.analysis.metrics.compiled_pair_metrics", eager)
+    pair = {"base_model": model_pair[0], "rl_model": model_pair[1], "tokenizer": char_tokenizer}
+    inputs = _batch(char_tokenizer, "left")
+    reference = compute_token_metrics(**pair, **inputs, chunk_size=3)
+    assert not calls  # CPU default: the reference path
+    fused = compute_token_metrics(**pair, **inputs, chunk_size=3, fused=True)
+    assert len(calls) == -(-int(reference.mask.sum()) // 3)  # one call per chunk
+    for name in METRIC_NAMES:
+        torch.testing.assert_close(fused[name], reference[name], atol=1e-5, rtol=1e-5, msg=name)
+    with pytest.raises(ValueError, match="`fused=True` computes the exact metrics"):
+        compute_token_metrics(**pair, **inputs, fused=True, logprobs_top_k=5)
+    with pytest.raises(TypeError, match="`fused` must be True, False or None"):
+        compute_token_metrics(**pair, **inputs, fused="yes")
+
+
+def test_chunk_size_follows_free_cuda_memory(monkeypatch):
+    from hf_dlp.analysis import metrics
+
+    free = {"bytes": 8 * 2**30}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 80 * 2**30))
+    cuda = torch.device("cuda", 0)
+    vocab = 152_064
+    expected = int(free["bytes"] * metrics.CUDA_FREE_MEMORY_SHARE) // (metrics.BYTES_PER_CHUNK_ELEMENT * vocab)
+    assert metrics.default_chunk_size(vocab, cuda) == expected == 588
+    free["bytes"] = 200 * 2**30  # plenty: capped
+    assert metrics.default_chunk_size(vocab, cuda) == metrics.CUDA_MAX_CHUNK_POSITIONS
+    free["bytes"] = 2**20  # almost none: one position at a time
+    assert metrics.default_chunk_size(vocab, cuda) == 1
+    assert metrics.default_chunk_size(vocab, torch.device("cpu")) == metrics.DEFAULT_CHUNK_ELEMENTS // vocab
+
+
+@pytest.mark.skipif(os.environ.get("HF_DLP_RUN_SLOW") != "1", reason="compiles on CPU; set HF_DLP_RUN_SLOW=1")
+def test_compiled_fused_chunks_on_cpu(model_pair, char_tokenizer):
+    pair = {"base_model": model_pair[0], "rl_model": model_pair[1], "tokenizer": char_tokenizer}
+    inputs = _batch(char_tokenizer, "right")
+    reference = compute_token_metrics(**pair, **inputs, chunk_size=4)
+    fused = compute_token_metrics(**pair, **inputs, chunk_size=4, fused=True)
+    for name in METRIC_NAMES:
+        torch.testing.assert_close(fused[name], reference[name], atol=1e-5, rtol=1e-5, msg=name)

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessor
 
 from hf_dlp.extrapolation import (
     BlockSchedule,
+    CachedModelScorer,
     ExtrapolationConfig,
     ExtrapolationLogitsProcessor,
     acceptance,
@@ -556,18 +557,20 @@ def test_static_cache_on_both_paths(pair, batch, selection, sampling):
     """`cache_implementation="static"` (eager, float32): both paths give the dynamic-cache per-token tokens (the block
     path keeps a static cache's rows in lockstep: holes would outgrow its fixed length)."""
     rl, base = pair
-    kwargs = dict(base_model=base, selection=selection, tau=tau_for(selection, "rl"), gamma=0.5, **batch)
+    kwargs = dict(selection=selection, tau=tau_for(selection, "rl"), gamma=0.5, **batch)
     settings = dict(max_new_tokens=10, do_sample=sampling, top_p=0.9, return_stats=True)
     torch.manual_seed(2)
-    expected = generate_with_extrapolation(rl, **kwargs, **settings)
+    expected = generate_with_extrapolation(rl, base_model=base, **kwargs, **settings)
     for block_size in (None, 4):
         if sampling and selection == "all" and block_size:
             continue  # dense sampling: same distribution, not the same random numbers
+        scorer = CachedModelScorer(base)  # the other model follows the generator's cache kind
         torch.manual_seed(2)
         got = generate_with_extrapolation(
-            rl, **kwargs, **settings, block_size=block_size, cache_implementation="static"
+            rl, base_model=scorer, **kwargs, **settings, block_size=block_size, cache_implementation="static"
         )
         assert_same(expected, got)
+        assert scorer.cache_implementation == "static" and type(scorer._cache).__name__ == "StaticCache"
 
 
 RUN_SLOW = os.environ.get("HF_DLP_RUN_SLOW") == "1"
@@ -579,14 +582,19 @@ def test_compiled_static_decode_step_on_both_paths(pair, batch):
     both paths give the eager dynamic-cache tokens in float32, and the block path runs the compiled call."""
     from transformers import CompileConfig
 
-    rl, base = copy.deepcopy(pair[0]), pair[1]
-    kwargs = dict(base_model=base, tau=1.0, gamma=0.5, **batch, max_new_tokens=10, do_sample=False)
-    expected = generate_with_extrapolation(rl, **kwargs)
+    rl, base = copy.deepcopy(pair[0]), copy.deepcopy(pair[1])
+    kwargs = dict(tau=1.0, gamma=0.5, **batch, max_new_tokens=10, do_sample=False)
+    expected = generate_with_extrapolation(rl, base_model=base, **kwargs)
     compile_config = CompileConfig(mode="default")
     compile_config._compile_all_devices = True
     for block_size in (None, 4):
         got = generate_with_extrapolation(
-            rl, **kwargs, block_size=block_size, cache_implementation="static", compile_config=compile_config
+            rl,
+            base_model=base,
+            **kwargs,
+            block_size=block_size,
+            cache_implementation="static",
+            compile_config=compile_config,
         )
         assert torch.equal(got, expected)
-    assert hasattr(rl, "_compiled_call")
+    assert hasattr(rl, "_compiled_call") and hasattr(base, "_compiled_call")  # both models' one-token steps

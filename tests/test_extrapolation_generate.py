@@ -74,8 +74,6 @@ def batch(tok):
         ({"selection": "entropy", "tau": -1.0}, r"score is never negative; got `tau=-1.0`. Use `tau >= 0`"),
         ({"selection": "random", "tau": 1.5}, r"selection probability; got `tau=1.5`"),
         ({"candidate_top_k": 0}, r"`candidate_top_k` must be an integer >= 1, got 0"),
-        ({"top_p": 0.0}, r"`top_p` must be a number > 0.0"),
-        ({"temperature": 0.0}, r"`temperature` must be a number > 0.0.*do_sample=False"),
         ({"generator": "critic"}, r"`generator` must be one of \('rl', 'base'\)"),
     ],
 )
@@ -163,8 +161,7 @@ def test_config_files_of_hf_dlp_0_1_load():
         "generator": "rl",
         "hf_dlp_version": "0.1.0",
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(FutureWarning, match="sampling defaults live in its generation_config.json"):
         assert ExtrapolationConfig.from_dict(old).candidate_top_k == 20
 
 
@@ -429,15 +426,37 @@ def test_exported_custom_generate_loads_from_a_local_folder(tmp_path, pair, tok,
         **batch, custom_generate=str(rl_folder), trust_remote_code=True, max_new_tokens=8, do_sample=False, tau=-1e9
     )
     assert torch.equal(overridden, plain)
-    # A call without sampling settings samples with the checkpoint's temperature and top-p.
+    # A call without sampling settings samples with the checkpoint's generation_config.json (temperature 1.0,
+    # top-p 0.7, written by the export), as plain `generate` would.
+    assert (loaded.generation_config.do_sample, loaded.generation_config.top_p) == (True, 0.7)
     torch.manual_seed(3)
     sampled = loaded.generate(**batch, custom_generate=str(rl_folder), trust_remote_code=True, max_new_tokens=8)
     torch.manual_seed(3)
     reference = generate_with_extrapolation(
-        loaded, base_model=base, **config.processor_kwargs(), **config.generation_kwargs(), **batch, max_new_tokens=8
-    )
+        loaded, base_model=base, **config.processor_kwargs(), **batch, max_new_tokens=8, do_sample=True,
+        temperature=1.0, top_p=0.7,
+    )  # fmt: skip
     assert torch.equal(sampled, reference)
-    assert config.generation_kwargs() == {"do_sample": True, "temperature": 1.0, "top_p": 0.7}
+    torch.manual_seed(3)
+    own = loaded.generate(**batch, custom_generate=str(rl_folder), trust_remote_code=True, max_new_tokens=8, top_p=0.9)
+    torch.manual_seed(3)
+    assert torch.equal(own, generate_with_extrapolation(
+        loaded, base_model=base, **config.processor_kwargs(), **batch, max_new_tokens=8, do_sample=True, top_p=0.9
+    ))  # fmt: skip
+
+
+def test_config_files_of_0_2_load_without_their_sampling_keys(tmp_path):
+    (tmp_path / CONFIG_NAME).write_text('{"gamma": 0.2, "tau": -0.4, "temperature": 0.6, "top_p": 0.9}')
+    with pytest.warns(FutureWarning, match=r"Ignoring \['temperature', 'top_p'\].*generation_config.json.*0.4"):
+        config = ExtrapolationConfig.from_pretrained(tmp_path)
+    assert (config.gamma, config.tau) == (0.2, -0.4) and not hasattr(config, "temperature")
+    with pytest.raises(ValueError, match="`top_p` must be a number <= 1"):
+        export_custom_generate(tmp_path, config, top_p=1.5)
+    with pytest.raises(ValueError, match="`top_p` must be a number > 0.0"):
+        export_custom_generate(tmp_path, config, top_p=0.0)
+    with pytest.raises(ValueError, match="`temperature` must be a number > 0.0.*temperature=None, top_p=None"):
+        export_custom_generate(tmp_path, config, temperature=0.0)
+    assert not (tmp_path / "generation_config.json").exists()  # refused before anything was written
 
 
 def test_export_without_config_raises(tmp_path):

@@ -61,6 +61,33 @@ def test_k_tokens_in_one_forward_equal_k_single_steps(model, prompts, scorer_cla
     torch.testing.assert_close(block.extend(NEW), singles, atol=1e-5, rtol=1e-5)
 
 
+def test_static_cache_scorer_matches_the_dynamic_one(model, prompts):
+    """`follow` a static-cache generation config: prefill, a k-token extend, crop, hide and one-token steps give the
+    dynamic cache's logits."""
+    from transformers import GenerationConfig
+
+    dynamic, static = CachedModelScorer(model), CachedModelScorer(model)
+    static.follow(GenerationConfig(cache_implementation="static", max_new_tokens=8))
+    assert (dynamic.cache_implementation, static.cache_implementation) == ("dynamic", "static")
+    close = dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(static.prefill(*prompts), dynamic.prefill(*prompts), **close)
+    assert type(static._cache).__name__ == "StaticCache"
+    torch.testing.assert_close(static.extend(NEW), dynamic.extend(NEW), **close)
+    length = prompts[0].shape[1] + 2
+    static.crop(length), dynamic.crop(length)
+    hidden = torch.tensor([[False], [True]])  # row 1's last token becomes a hole
+    static.hide(hidden), dynamic.hide(hidden)
+    for step in range(3):
+        new = NEW[:, step : step + 1]
+        torch.testing.assert_close(static.extend(new), dynamic.extend(new), **close)
+    with pytest.raises(ValueError, match="static cache holds"):
+        static.extend(NEW)
+    unsized = CachedModelScorer(model)
+    unsized.follow(GenerationConfig(cache_implementation="static", max_length=None))
+    with pytest.raises(ValueError, match="needs `max_new_tokens` or `max_length`"):
+        unsized.prefill(*prompts)
+
+
 @pytest.mark.parametrize("scorer_class", [CachedModelScorer, NaiveRecomputeScorer])
 def test_crop_rewinds_to_the_same_state(model, prompts, scorer_class):
     reference, rewound = scorer_class(model), scorer_class(model)

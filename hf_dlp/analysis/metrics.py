@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..arguments import check_number
-from ..divergence import PAIR_METRIC_NAMES, normalize_logits_, pair_metrics
+from ..divergence import PAIR_METRIC_NAMES, compiled_pair_metrics, normalize_logits_, pair_metrics
 from ..model_pair import common_vocab_size, output_vocab_size
 
 if TYPE_CHECKING:
@@ -33,7 +33,35 @@ METRIC_NAMES: tuple[str, ...] = PAIR_METRIC_NAMES
 """Names of the per-token metrics, in the order of `TokenMetrics`' fields."""
 
 DEFAULT_CHUNK_ELEMENTS = 2**23
-"""Float32 elements per model in a chunk of log-probabilities when `chunk_size` is not given (32 MiB)."""
+"""Float32 elements per model in a chunk of log-probabilities when `chunk_size` is not given (32 MiB); off CUDA."""
+
+CUDA_FREE_MEMORY_SHARE = 0.25
+"""On CUDA, the share of the free device memory a chunk's working tensors may take when `chunk_size` is not given."""
+
+CUDA_MAX_CHUNK_POSITIONS = 1024
+"""On CUDA, the most positions in one chunk (past about a thousand, a bigger chunk no longer runs faster)."""
+
+BYTES_PER_CHUNK_ELEMENT = 24
+"""Working bytes per position and vocabulary id: four float32 `(n, vocab)` tensors plus the head's output."""
+
+
+def default_chunk_size(vocab_size: int, device: torch.device) -> int:
+    """Scored positions per chunk when `chunk_size` is not given.
+
+    On CUDA the chunk follows the free memory (`torch.cuda.mem_get_info`): `CUDA_FREE_MEMORY_SHARE` of it, at
+    `BYTES_PER_CHUNK_ELEMENT` per position and id, at most `CUDA_MAX_CHUNK_POSITIONS`. Elsewhere it is fixed:
+    `DEFAULT_CHUNK_ELEMENTS // vocab_size`.
+
+    Examples:
+
+    >>> default_chunk_size(152_064, torch.device("cpu"))
+    55
+    """
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        fits = int(free * CUDA_FREE_MEMORY_SHARE) // (BYTES_PER_CHUNK_ELEMENT * vocab_size)
+        return max(1, min(CUDA_MAX_CHUNK_POSITIONS, fits))
+    return max(1, DEFAULT_CHUNK_ELEMENTS // vocab_size)
 
 
 @dataclass
@@ -240,6 +268,7 @@ def compute_token_metrics(
     tokenizer: PreTrainedTokenizerBase | None = None,
     vocab_size: int | None = None,
     chunk_size: int | None = None,
+    fused: bool | None = None,
 ) -> TokenMetrics:
     """Teacher-force both models on the same sequences and score every completion token.
 
@@ -267,7 +296,13 @@ def compute_token_metrics(
             padding and nothing says which, so a `ValueError` asks for one of the two.
         chunk_size (`int`, *optional*): scored positions per chunk; the peak working memory is about
             `4 × chunk_size × vocab_size × 4 bytes` (logits, then log-probs and probs, of both models). Defaults to
-            `DEFAULT_CHUNK_ELEMENTS // vocab_size`: 128 MiB at most, 55 positions for Qwen2.5's 152,064 rows.
+            `default_chunk_size`: on CUDA, a quarter of the free memory (at most 1,024 positions); elsewhere
+            `DEFAULT_CHUNK_ELEMENTS // vocab_size`, 128 MiB at most, 55 positions for Qwen2.5's 152,064 rows.
+        fused (`bool`, *optional*): compute the seven metrics of a chunk with one compiled function
+            (`hf_dlp.divergence.compiled_pair_metrics`: log-softmax, entropies, KLs and Δlog p fused by
+            `torch.compile`) instead of the reference path (`normalize_logits_` + `pair_metrics`). Defaults to `True`
+            on CUDA and `False` elsewhere, where compiling costs more than it saves. Both agree up to float rounding.
+            Exact metrics only (not with `logprobs_top_k`).
 
     Returns:
         `TokenMetrics`: the seven metrics and the `mask` of scored positions, shape `(batch_size, sequence_length)`.
@@ -296,8 +331,18 @@ def compute_token_metrics(
     )
     logprobs_top_k = _check_logprobs_top_k(logprobs_top_k, vocab)
     chunk_size = check_number("chunk_size", chunk_size, integer=True, minimum=1, allow_none=True)
-    chunk_size = max(1, DEFAULT_CHUNK_ELEMENTS // vocab) if chunk_size is None else chunk_size
+    if fused is not None and not isinstance(fused, bool):
+        raise TypeError(f"`fused` must be True, False or None (by device), got {fused!r}.")
+    if fused and logprobs_top_k is not None:
+        raise ValueError(
+            f"`fused=True` computes the exact metrics; it cannot be combined with `logprobs_top_k={logprobs_top_k}`. "
+            "Drop one of the two."
+        )
     _check_ids(input_ids, scored, attention, vocab, (base_model, rl_model))
+    work_device = next(base_model.parameters()).device  # chunks stay on the model's device
+    chunk_size = default_chunk_size(vocab, work_device) if chunk_size is None else chunk_size
+    exact = logprobs_top_k is None
+    fused = (exact and work_device.type == "cuda") if fused is None else fused
     position_ids = (attention.long().cumsum(-1) - 1).clamp(min=0)
     rows, cols = scored.nonzero(as_tuple=True)
     targets = input_ids[rows, cols]
@@ -305,12 +350,18 @@ def compute_token_metrics(
         _LogitSource(model, input_ids, attention, position_ids, rows, cols - 1, vocab)
         for model in (base_model, rl_model)
     ]
-    device, work_device = input_ids.device, next(base_model.parameters()).device  # chunks stay on the model's device
+    device = input_ids.device
     targets = targets.to(work_device)
     flat = {name: torch.empty(rows.numel(), dtype=torch.float32, device=device) for name in METRIC_NAMES}
-    exact = logprobs_top_k is None
     for start in range(0, rows.numel(), chunk_size):
         stop = min(start + chunk_size, rows.numel())
+        if fused:
+            values = compiled_pair_metrics()(
+                sources[0].chunk(start, stop, work_device), sources[1].chunk(start, stop, work_device), targets[start:stop]
+            )
+            for name, value in zip(METRIC_NAMES, values, strict=True):
+                flat[name][start:stop] = value
+            continue
         # Peak working memory: log-probs and probs of both models, four (n, vocab) float32 tensors.
         base_lp, base_p = normalize_logits_(sources[0].chunk(start, stop, work_device), with_probs=exact)
         rl_lp, rl_p = normalize_logits_(sources[1].chunk(start, stop, work_device), with_probs=exact)

@@ -18,7 +18,7 @@ from .custom_generate import custom_generate_source, export_custom_generate
 from .decoding import check_generation_mode, sampling_tail
 from .generate import disable_extrapolation, enable_extrapolation, generate_with_extrapolation
 from .lora import AdapterDisabledView, OneForwardLoraSampler, adapter_disabled_view, is_lora_model
-from .processor import ExtrapolationLogitsProcessor, ExtrapolationStats
+from .processor import ExtrapolationLogitsProcessor
 from .scorers import CachedModelScorer, NaiveRecomputeScorer, OtherModelScorer, SharedForwardScorer
 from .selection import (
     AUTHORS_CRITERIA,
@@ -27,6 +27,7 @@ from .selection import (
     register_selection_rule,
     unregister_selection_rule,
 )
+from .step import ExtrapolationStats
 
 __all__ = [
     "AUTHORS_CRITERIA",

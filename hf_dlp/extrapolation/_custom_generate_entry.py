@@ -75,9 +75,8 @@ def generate(
     `ExtrapolationConfig`) sets γ, the selection rule, τ, the candidate set and `block_size` (block-verified decoding
     when set); `gamma=`, `selection=`, `tau=`, `candidate_top_k=`, `block_size=` override it (`None` is an override
     too: `block_size=None` for the per-token processor, `tau=None` with `selection="all"`; a new `selection` needs its
-    own `tau` unless it takes none). `top_k=` is `generate`'s own top-k sampling. A call that sets no
-    `generation_config` and no `do_sample=False` samples with the checkpoint's `temperature` and `top_p` wherever it
-    does not set them itself. The other model is `base_model=` / `rl_model=`, or loaded once from
+    own `tau` unless it takes none). `top_k=` is `generate`'s own top-k sampling; sampling settings default to the
+    checkpoint's `generation_config.json`, as for plain `generate`. The other model is `base_model=` / `rl_model=`, or loaded once from
     `base_model_name_or_path`. The selection statistics of the call are left in `model.extrapolation_stats`."""
     config = _checkpoint_config(model, extrapolation_config)
     # An override the caller wrote is kept even when it is None (`tau=None` clears the threshold); then drop the
@@ -85,12 +84,6 @@ def generate(
     overrides = pop_overrides(kwargs)
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     config = config.with_overrides(**overrides)
-    if generation_config is None and kwargs.get("do_sample", True):
-        # The checkpoint's sampling defaults (paper: temperature 1.0, top-p 0.7) apply unless the call sets them.
-        for key in ("temperature", "top_p"):
-            if key not in kwargs and getattr(config, key) is not None:
-                kwargs[key] = getattr(config, key)
-                kwargs.setdefault("do_sample", True)
     input_ids = inputs if inputs is not None else kwargs.pop("input_ids")
     tokenizer = kwargs.get("tokenizer")
     with torch.inference_mode():

@@ -63,15 +63,8 @@ from .block_rows import (
 from .compatibility import check_transformers_compatibility
 from .config import ExtrapolationConfig
 from .decoding import draw_next_tokens
-from .processor import (
-    ExtrapolationStats,
-    masked_scores,
-    other_side_scorer,
-    private_generator,
-    valid_width,
-    widen,
-)
 from .selection import StepLogProbs, dense_log_probs, redraw_log_probs, step_log_probs
+from .step import ExtrapolationStats, masked_scores, other_side_scorer, private_generator, valid_width, widen
 from .swaps import SwapLog, check_record_swaps
 
 # hf_dlp-export: strip-end
@@ -162,11 +155,6 @@ class BlockExtrapolationDecoder:
     def _start(
         self, model, input_ids, logits_processor, stopping_criteria, generation_config, model_kwargs
     ) -> BlockRun:
-        if generation_config.return_dict_in_generate:
-            raise ValueError(
-                "Block-verified extrapolation returns token ids only; set `return_dict_in_generate=False` or use "
-                "`block_size=None`."
-            )
         mask = model_kwargs.get("attention_mask")
         mask = torch.ones_like(input_ids) if mask is None else mask.long()
         if not bool(mask[:, -1].all()):
@@ -176,6 +164,8 @@ class BlockExtrapolationDecoder:
             )
         head, tail = self._split(logits_processor)
         self.scorer.reset()
+        if hasattr(self.scorer, "follow"):  # the other model's cache kind and compilation follow the generator's
+            self.scorer.follow(generation_config)
         if hasattr(self.scorer, "enable_rollback"):
             self.scorer.enable_rollback()
         other = self.scorer.prefill(input_ids, mask)

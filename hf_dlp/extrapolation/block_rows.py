@@ -13,8 +13,8 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 # hf_dlp-export: strip-begin
 from .acceptance import gather_positions
-from .processor import ExtrapolationStats
 from .selection import StepLogProbs
+from .step import ExtrapolationStats
 from .swaps import SwapLog
 
 # hf_dlp-export: strip-end

@@ -85,16 +85,8 @@ class ExtrapolationConfig:
             per-token processor). `"auto"` adapts the length (grow by 2 after a block accepted whole, shrink by 1
             after an early cut, as transformers' assisted generation). `None` (default): the per-token processor.
 
-    > The checkpoint's sampling defaults
-
-    Args:
-        temperature (`float`, *optional*, defaults to `1.0`): sampling temperature the exported `custom_generate` uses
-            when a call sets no sampling settings of its own.
-        top_p (`float`, *optional*, defaults to `0.7`): nucleus sampling the exported `custom_generate` uses likewise
-            (paper: 0.7).
-
-    Everywhere else sampling is `generate`'s business: pass a `GenerationConfig` (or `temperature=`, `top_p=`
-    keywords) to the call; these two fields never override it.
+    Sampling is `generate`'s business: pass a `GenerationConfig` (or `temperature=`, `top_p=` keywords) to the call.
+    A checkpoint's sampling defaults live in its `generation_config.json` (`export_custom_generate` writes them).
 
     Examples:
 
@@ -119,8 +111,6 @@ class ExtrapolationConfig:
     tau: float | None = -0.35
     candidate_top_k: int | None = 50
     generator: GeneratorRole | None = None
-    temperature: float | None = 1.0
-    top_p: float | None = 0.7
     block_size: int | str | None = None
 
     def __post_init__(self):
@@ -149,17 +139,6 @@ class ExtrapolationConfig:
         )
         if self.generator is not None:
             check_choice("generator", self.generator, GENERATOR_ROLES)
-        self.temperature = check_number(
-            "temperature",
-            self.temperature,
-            minimum=0.0,
-            exclusive_minimum=True,
-            allow_none=True,
-            hint="For greedy decoding pass `do_sample=False` to generate instead.",
-        )
-        self.top_p = check_number(
-            "top_p", self.top_p, minimum=0.0, exclusive_minimum=True, maximum=1.0, allow_none=True
-        )
         self.block_size = _check_block_size(self.block_size)
 
     def with_overrides(self, **overrides: Any) -> ExtrapolationConfig:
@@ -205,15 +184,6 @@ class ExtrapolationConfig:
             "candidate_top_k": self.candidate_top_k,
         }
 
-    def generation_kwargs(self) -> dict[str, Any]:
-        """The checkpoint's sampling defaults as `generate` keywords (`do_sample`, `temperature`, `top_p`)."""
-        kwargs: dict[str, Any] = {"do_sample": True}
-        if self.temperature is not None:
-            kwargs["temperature"] = self.temperature
-        if self.top_p is not None:
-            kwargs["top_p"] = self.top_p
-        return kwargs
-
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "hf_dlp_version": _hf_dlp_version()}
 
@@ -223,6 +193,17 @@ class ExtrapolationConfig:
         data = dict(data)
         if "top_k" in data and "candidate_top_k" not in data:  # the 0.1 file format
             data["candidate_top_k"] = data.pop("top_k")
+        moved = sorted(key for key in MOVED_SAMPLING_KEYS if key in data)
+        if moved:  # files written by hf_dlp 0.2
+            warnings.warn(
+                f"Ignoring {moved} in the extrapolation config: since hf_dlp 0.3 a checkpoint's sampling defaults live "
+                "in its generation_config.json; re-export it with `export_custom_generate(folder, temperature=..., "
+                "top_p=...)`. hf_dlp 0.4 will refuse these keys.",
+                FutureWarning,
+                stacklevel=2,
+            )
+            for key in moved:
+                data.pop(key)
         known = {spec.name for spec in fields(cls)}
         unknown = sorted(set(data) - known - {"hf_dlp_version"})
         if unknown:
@@ -273,6 +254,10 @@ class ExtrapolationConfig:
             **hub_kwargs,
         )
         return str(info)
+
+
+MOVED_SAMPLING_KEYS = ("temperature", "top_p")
+"""Keys of 0.2 config files that moved to the checkpoint's `generation_config.json` in 0.3."""
 
 
 def _check_tau(selection: str, tau: Any) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..arguments import check_number
 from ..selection_rules import BUILTIN_RULE_NAMES
 from .compatibility import SUPPORTED_TRANSFORMERS_VERSIONS
 from .config import CONFIG_NAME, ExtrapolationConfig
@@ -27,6 +28,7 @@ _EXPORTED_MODULES = (
     _HERE / "swaps.py",
     _HERE / "scorers.py",
     _HERE / "decoding.py",
+    _HERE / "step.py",
     _HERE / "processor.py",
     _HERE / "acceptance.py",
     _HERE / "block_rows.py",
@@ -70,7 +72,13 @@ def custom_generate_source(config: ExtrapolationConfig | None = None) -> str:
     return header + _FUTURE + "".join(_module_text(path) for path in _EXPORTED_MODULES) + entry
 
 
-def export_custom_generate(save_directory: str | Path, config: ExtrapolationConfig | None = None) -> Path:
+def export_custom_generate(
+    save_directory: str | Path,
+    config: ExtrapolationConfig | None = None,
+    *,
+    temperature: float | None = 1.0,
+    top_p: float | None = 0.7,
+) -> Path:
     """Write `custom_generate/generate.py` and `requirements.txt` into a checkpoint folder; return the script path.
 
     `config` defaults to the folder's `extrapolation_config.json`; when given, it is also saved there. The exported
@@ -78,18 +86,37 @@ def export_custom_generate(save_directory: str | Path, config: ExtrapolationConf
     `base_model=` / `rl_model=`, and accepts `extrapolation_config=` and keyword overrides of the config's fields
     (`gamma=`, `selection=`, `tau=`, `candidate_top_k=`, `block_size=`).
 
+    The checkpoint's sampling defaults go where transformers reads them, its `generation_config.json`: `do_sample=True`
+    with `temperature` and `top_p` (the paper's 1.0 and 0.7), over the settings already there. A call's own settings
+    (a `generation_config=`, `do_sample=False`, `top_p=`) win, as for any checkpoint. Pass `temperature=None,
+    top_p=None` to leave the file as it is.
+
     Examples:
 
-    >>> import tempfile
+    >>> import json, tempfile
     >>> from pathlib import Path
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     script = export_custom_generate(folder, ExtrapolationConfig(base_model_name_or_path="base", gamma=0.1))
-    ...     sorted(p.name for p in Path(folder).rglob("*") if p.is_file())
-    ['extrapolation_config.json', 'generate.py', 'requirements.txt']
+    ...     files = sorted(p.name for p in Path(folder).rglob("*") if p.is_file())
+    ...     sampling = json.loads((Path(folder) / "generation_config.json").read_text())
+    >>> files
+    ['extrapolation_config.json', 'generate.py', 'generation_config.json', 'requirements.txt']
+    >>> sampling["do_sample"], sampling["temperature"], sampling["top_p"]
+    (True, 1.0, 0.7)
     """
     folder = Path(save_directory)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"`save_directory` ({str(folder)!r}) is a file; give the checkpoint folder.")
+    temperature = check_number(
+        "temperature",
+        temperature,
+        minimum=0.0,
+        exclusive_minimum=True,
+        allow_none=True,
+        hint="For greedy decoding by default pass `temperature=None, top_p=None` and set `do_sample=False` in the "
+        "checkpoint's generation config.",
+    )
+    top_p = check_number("top_p", top_p, minimum=0.0, exclusive_minimum=True, maximum=1.0, allow_none=True)
     given = config is not None
     if config is None:
         if not (folder / CONFIG_NAME).is_file():
@@ -108,12 +135,28 @@ def export_custom_generate(save_directory: str | Path, config: ExtrapolationConf
         )
     if given:
         config.save_pretrained(folder)
+    if temperature is not None or top_p is not None:
+        _save_sampling_defaults(folder, temperature, top_p)
     target = folder / "custom_generate"
     target.mkdir(parents=True, exist_ok=True)
     (target / "requirements.txt").write_text(REQUIREMENTS)
     script = target / "generate.py"
     script.write_text(custom_generate_source(config))
     return script
+
+
+def _save_sampling_defaults(folder: Path, temperature: float | None, top_p: float | None) -> None:
+    """Set `do_sample`, `temperature` and `top_p` in the folder's `generation_config.json`, keeping its other keys."""
+    from transformers import GenerationConfig
+
+    existing = (folder / "generation_config.json").is_file()
+    generation_config = GenerationConfig.from_pretrained(folder) if existing else GenerationConfig()
+    generation_config.do_sample = True
+    if temperature is not None:
+        generation_config.temperature = temperature
+    if top_p is not None:
+        generation_config.top_p = top_p
+    generation_config.save_pretrained(folder)
 
 
 __all__ = ["custom_generate_source", "export_custom_generate"]

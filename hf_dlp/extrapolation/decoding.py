@@ -58,11 +58,15 @@ def check_generation_mode(
     model: PreTrainedModel | None,
     generation_config: GenerationConfig,
     generate_kwargs: dict[str, Any] | None = None,
+    *,
+    block_size: int | str | None = None,
 ) -> None:
     """Raise `ValueError` for decoding modes extrapolation does not support, naming the setting and the fix.
 
-    `model` (the generator, *optional*) is checked to be decoder-only; `generate_kwargs` for modes that are switched on
-    by an argument of `generate` (`assistant_model`, `custom_generate`, ...).
+    The one check of the decoding mode, for both paths. `model` (the generator, *optional*) is checked to be
+    decoder-only; `generate_kwargs` for modes that are switched on by an argument of `generate` (`assistant_model`,
+    `custom_generate`, `streamer`, ...). With a `block_size` (block-verified decoding) it also refuses what the block
+    loop cannot follow: streamers, `stop_strings`, classifier-free guidance and `return_dict_in_generate`.
 
     Examples:
 
@@ -104,6 +108,31 @@ def check_generation_mode(
             f"Extrapolation supports greedy decoding and sampling only; these settings select {mode.value!r} "
             "(e.g. `penalty_alpha` for contrastive search, `dola_layers`, `prompt_lookup_num_tokens`, "
             "`force_words_ids`). Remove them."
+        )
+    if block_size is not None:
+        _check_block_mode(generation_config, generate_kwargs or {})
+
+
+def _check_block_mode(generation_config: GenerationConfig, generate_kwargs: dict[str, Any]) -> None:
+    """What block-verified decoding cannot follow, each with the setting and the fix."""
+    if generate_kwargs.get("streamer") is not None:
+        raise ValueError(
+            "Block-verified extrapolation does not stream tokens; drop `streamer=` or use `block_size=None`."
+        )
+    if generation_config.stop_strings:
+        raise ValueError(
+            "Block-verified extrapolation cannot follow `stop_strings` (`generate` gives a `custom_generate` callable "
+            "no tokenizer to match them with). Stop on token ids (`eos_token_id=[...]`) or use `block_size=None`."
+        )
+    if generation_config.guidance_scale not in (None, 1, 1.0):
+        raise ValueError(
+            f"Block-verified extrapolation cannot rewind classifier-free guidance (`guidance_scale="
+            f"{generation_config.guidance_scale}`), whose processor keeps its own cache. Use `block_size=None`."
+        )
+    if generation_config.return_dict_in_generate:
+        raise ValueError(
+            "Block-verified extrapolation returns token ids only; set `return_dict_in_generate=False` or use "
+            "`block_size=None`."
         )
 
 

@@ -1,5 +1,6 @@
 """`run_extrapolation`: one `generate` call that extrapolates, one token a step (`ExtrapolationLogitsProcessor`) or
-block-verified (`BlockExtrapolationDecoder`), and the checks of what the block path can follow.
+block-verified (`BlockExtrapolationDecoder`), after the one check of the decoding mode
+(`hf_dlp.extrapolation.decoding.check_generation_mode`).
 """
 
 from __future__ import annotations
@@ -21,29 +22,6 @@ from .processor import (
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-
-
-def check_block_mode(generation_config: GenerationConfig, generate_kwargs: dict[str, Any]) -> None:
-    """Refuse what block-verified decoding cannot follow, naming the setting and the fix."""
-    if generate_kwargs.get("streamer") is not None:
-        raise ValueError(
-            "Block-verified extrapolation does not stream tokens; drop `streamer=` or use `block_size=None`."
-        )
-    if generation_config.stop_strings:
-        raise ValueError(
-            "Block-verified extrapolation cannot follow `stop_strings` (`generate` gives a `custom_generate` callable "
-            "no tokenizer to match them with). Stop on token ids (`eos_token_id=[...]`) or use `block_size=None`."
-        )
-    if generation_config.guidance_scale not in (None, 1, 1.0):
-        raise ValueError(
-            f"Block-verified extrapolation cannot rewind classifier-free guidance (`guidance_scale="
-            f"{generation_config.guidance_scale}`), whose processor keeps its own cache. Use `block_size=None`."
-        )
-    if generation_config.return_dict_in_generate:
-        raise ValueError(
-            "Block-verified extrapolation returns token ids only; set `return_dict_in_generate=False` or use "
-            "`block_size=None`."
-        )
 
 
 def run_extrapolation(
@@ -69,7 +47,7 @@ def run_extrapolation(
     by `generate_with_extrapolation` and the exported `custom_generate`.
     """
     resolved = prepare_generation_config(model, generation_config, generate_kwargs)
-    check_generation_mode(model, resolved, generate_kwargs)
+    check_generation_mode(model, resolved, generate_kwargs, block_size=config.block_size)
     if config.block_size is None:
         extrapolator = ExtrapolationLogitsProcessor(
             **other,
@@ -81,7 +59,6 @@ def run_extrapolation(
         )
         appended, decoding = extrapolator, {}
     else:
-        check_block_mode(resolved, generate_kwargs)
         extrapolator = BlockExtrapolationDecoder(
             **other, config=config, valid_vocab_size=valid_vocab_size, record_swaps=record_swaps
         )
@@ -97,4 +74,4 @@ def run_extrapolation(
     return output, extrapolator
 
 
-__all__ = ["check_block_mode", "run_extrapolation"]
+__all__ = ["run_extrapolation"]

@@ -9,10 +9,8 @@ import torch
 
 from ..model_pair import check_same_vocabulary, common_vocab_size
 from .config import ExtrapolationConfig, pop_overrides, resolve_config
-from .decoding import check_generation_mode
 from .dispatch import run_extrapolation
 from .lora import OneForwardLoraSampler, adapter_disabled_view, is_lora_model
-from .processor import ExtrapolationStats
 from .scorers import OtherModelScorer, SharedForwardScorer
 
 if TYPE_CHECKING:
@@ -232,8 +230,6 @@ def disable_extrapolation(model: PreTrainedModel) -> PreTrainedModel:
 
 
 __all__ = [
-    "ExtrapolationStats",
-    "check_generation_mode",
     "disable_extrapolation",
     "enable_extrapolation",
     "generate_with_extrapolation",

@@ -3,7 +3,9 @@
 `ExtrapolationLogitsProcessor` needs, at every step, the *other* model's logits for the rows `generate` decodes. How
 they are computed is a strategy (`OtherModelScorer`):
 
-- `CachedModelScorer`: the other model with its own `DynamicCache`, the prompt once, then one token a step (default);
+- `CachedModelScorer`: the other model with its own KV cache, the prompt once, then one token a step (default). It
+  follows the generator's `generate` settings (`follow`): `cache_implementation="static"` gives it a `StaticCache`
+  of `max_length` slots too, and its one-token steps are compiled exactly when `generate` compiles the generator's;
 - `SharedForwardScorer`: logits computed elsewhere and handed over (the LoRA one-forward path runs both halves of a
   peft model in one batched forward);
 - `NaiveRecomputeScorer`: the whole prefix re-run every step, no cache (the benchmark baseline and test reference).
@@ -20,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, GenerationConfig, StaticCache
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -91,22 +93,31 @@ class _PaddedPrefix:
 
 
 @torch.inference_mode()
-def _run(model, input_ids, attention_mask, positions, cache, num_logits: int) -> tuple[torch.Tensor, object]:
+def _run(
+    model, input_ids, attention_mask, positions, cache, num_logits: int, forward=None
+) -> tuple[torch.Tensor, object]:
     device = _model_device(model)
-    outputs = model(
+    inputs = dict(
         input_ids=input_ids.to(device),
         attention_mask=attention_mask.to(device),
         position_ids=positions.to(device),
         cache=cache,
-        use_cache=cache is not None,
-        logits_to_keep=num_logits,
     )
+    if cache is not None and cache.is_compileable:  # fixed-size 4D masks, as `generate` builds them for such caches
+        owner = model if hasattr(model, "prepare_inputs_for_generation") else model.get_base_model()  # LoRA view
+        inputs = owner.prepare_inputs_for_generation(next_sequence_length=input_ids.shape[1], **inputs)
+    outputs = (forward or model)(**inputs, use_cache=cache is not None, logits_to_keep=num_logits, return_dict=True)
     logits = outputs.logits[:, -num_logits:].to(device=input_ids.device, dtype=torch.float32)
     return logits, outputs.cache if cache is not None else None
 
 
 class CachedModelScorer:
-    """The other model with its own `DynamicCache`: the prompt once, then only the new tokens (B·(P + T − 1) tokens).
+    """The other model with its own KV cache: the prompt once, then only the new tokens (B·(P + T − 1) tokens).
+
+    The cache is a `DynamicCache` unless `follow(generation_config)` was called with `cache_implementation="static"`:
+    then it is a `StaticCache` of `max_length` slots, and the one-token steps run compiled exactly when `generate`
+    would compile the generator's decoding step (`compile_config`, a device transformers compiles for). The
+    extrapolation processor and the block decoder call `follow` with the settings `generate` resolved.
 
     Examples:
 
@@ -124,13 +135,41 @@ class CachedModelScorer:
 
     def __init__(self, model: PreTrainedModel):
         self.model = model
+        self._static_length: int | None = None  # the slots of the current static cache
+        self._generation_config: GenerationConfig | None = None
+        self._step_forward = None
         self.reset()
 
     def reset(self) -> None:
-        self._cache: DynamicCache | None = None
+        self._cache: DynamicCache | StaticCache | None = None
         self._prefix: _PaddedPrefix | None = None
         self._rollback = False
         self.tokens_processed = 0
+
+    def follow(self, generation_config: GenerationConfig) -> None:
+        """Use the cache kind and compilation `generate` uses for the generator under `generation_config`.
+
+        `cache_implementation="static"` gives a `StaticCache` with `generate`'s length: prompt + `max_new_tokens`
+        when that is set, else `max_length`. Any other value keeps the `DynamicCache`.
+        """
+        self._generation_config = generation_config
+        self._step_forward = None
+
+    @property
+    def cache_implementation(self) -> str:
+        """`"static"` or `"dynamic"`: the kind of cache the next `prefill` builds."""
+        config = self._generation_config
+        return "static" if config is not None and config.cache_implementation == "static" else "dynamic"
+
+    def _static_slots(self, prompt_length: int) -> int:
+        config = self._generation_config
+        if config.max_new_tokens is not None:
+            return prompt_length + int(config.max_new_tokens)
+        if not config.max_length:
+            raise ValueError(
+                "`cache_implementation='static'` needs `max_new_tokens` or `max_length` in the generation config."
+            )
+        return int(config.max_length)
 
     def enable_rollback(self) -> None:
         """Keep past states after the next `prefill` (`Cache.activate_past_recording`), so `crop` can always rewind.
@@ -145,7 +184,18 @@ class CachedModelScorer:
 
     def prefill(self, input_ids: torch.LongTensor, attention_mask: torch.LongTensor) -> torch.Tensor:
         self._prefix = _PaddedPrefix(attention_mask)
-        self._cache = DynamicCache(config=self.model.config)
+        self._static_length = None
+        if self.cache_implementation == "dynamic":
+            self._cache = DynamicCache(config=self.model.config)
+        else:
+            self._static_length = self._static_slots(input_ids.shape[1])
+            if input_ids.shape[1] >= self._static_length:
+                raise ValueError(
+                    f"The prompts ({input_ids.shape[1]} tokens) fill the static cache's {self._static_length} slots "
+                    "(`max_length`); raise `max_new_tokens`."
+                )
+            self._cache = StaticCache(config=self.model.config, max_cache_len=self._static_length)
+            self._step_forward = self._compiled_step()
         logits, self._cache = _run(
             self.model, input_ids, self._prefix.mask, _positions(self._prefix.mask), self._cache, 1
         )
@@ -157,10 +207,27 @@ class CachedModelScorer:
     def extend(self, tokens: torch.LongTensor) -> torch.Tensor:
         if self._prefix is None:
             raise RuntimeError("`extend` before `prefill`: start the scorer from the prompts first.")
+        if self._static_length is not None and self.length + tokens.shape[1] > self._static_length:
+            raise ValueError(
+                f"The other model's static cache holds {self._static_length} tokens (`max_length`); "
+                f"{self.length + tokens.shape[1]} would not fit."
+            )
         positions = self._prefix.append(tokens.shape[1])
-        logits, self._cache = _run(self.model, tokens, self._prefix.mask, positions, self._cache, tokens.shape[1])
+        forward = self._step_forward if tokens.shape[1] == 1 else None  # compiled for one-token steps only
+        logits, self._cache = _run(
+            self.model, tokens, self._prefix.mask, positions, self._cache, tokens.shape[1], forward=forward
+        )
         self.tokens_processed += tokens.numel()
         return logits
+
+    def _compiled_step(self):
+        """The compiled forward of the one-token steps, or `None` where `generate` would not compile (eager)."""
+        config = self._generation_config
+        if config is None or not hasattr(self.model, "_valid_auto_compile_criteria"):
+            return None
+        if not self.model._valid_auto_compile_criteria({"cache": self._cache}, config):
+            return None
+        return self.model.get_compiled_call(config.compile_config)
 
     def crop(self, length: int) -> None:
         if self._prefix is not None and length < self.length:

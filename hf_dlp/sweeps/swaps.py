@@ -24,7 +24,7 @@ from ..distributed import num_processes
 if TYPE_CHECKING:
     import torch
 
-    from ..extrapolation.processor import ExtrapolationStats
+    from ..extrapolation.step import ExtrapolationStats
     from .result import SweepResult
 
 MAX_SWAPS_SAVED = 20
@@ -48,7 +48,7 @@ class SwapCollector:
     Examples:
 
     >>> import torch
-    >>> from hf_dlp.extrapolation.processor import ExtrapolationStats, Swap
+    >>> from hf_dlp.extrapolation.step import ExtrapolationStats, Swap
     >>> from hf_dlp.toy import build_char_tokenizer
     >>> tok = build_char_tokenizer()
     >>> a, b = tok.convert_tokens_to_ids(["a", "b"])
