@@ -57,7 +57,7 @@ def worker(args: argparse.Namespace) -> None:
     barrier()
     elapsed = time.perf_counter() - start
     if is_main_process():
-        record = {"num_processes": num_processes(), "seconds": elapsed, "rows": result.rows}
+        record = {"num_processes": num_processes(), "seconds": elapsed, "rows": [row.to_dict() for row in result.rows]}
         Path(args.worker).write_text(json.dumps(record))
 
 

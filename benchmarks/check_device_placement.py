@@ -65,7 +65,7 @@ def check_device_map(folder: str) -> None:
         result = replacement_sweep(base_model=base, rl_model=rl, tokenizer=tokenizer,
                                    dataset=make_arithmetic_dataset(num_examples=2), selections=["random"],
                                    taus={"random": [0.5]}, num_samples=2, max_new_tokens=6, progress=False)  # fmt: skip
-        print(f"ok: device_map={device_map!r} -> {base.device}/{rl.device}; sweep row {result.rows[0]['avg_at_k']}")
+        print(f"ok: device_map={device_map!r} -> {base.device}/{rl.device}; sweep row {result.rows[0].avg_at_k}")
 
 
 def check_disk_offload_refused() -> None:

@@ -64,7 +64,9 @@ def main() -> None:
         references = result.references
         summary[generator] = {
             "references": result.references,
-            "rows": [{k: row[k] for k in ("gamma", "tau", "avg_at_k", "replacement_ratio")} for row in result.rows],
+            "rows": [
+                {k: getattr(row, k) for k in ("gamma", "tau", "avg_at_k", "replacement_ratio")} for row in result.rows
+            ],
         }
     text = json.dumps({"problems": [first, first + count], "samples": args.samples, **summary}, indent=2)
     (Path(args.output_dir) / "pilot.json").write_text(text)

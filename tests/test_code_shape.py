@@ -217,3 +217,21 @@ def test_the_demo_is_not_in_the_library_namespace():
     assert not {"DemoConfig", "run_demo"} & set(hf_dlp.__all__)
     with pytest.raises(AttributeError):
         hf_dlp.run_demo  # noqa: B018
+
+
+def test_one_record_store_for_sweep_cells_and_demo_stages(tmp_path):
+    """Both resumable stores read and write their files through `hf_dlp.records.RecordStore` (no second writer)."""
+    import inspect
+
+    from hf_dlp.demo import stages
+    from hf_dlp.sweeps import cells
+
+    for module in (cells, stages):
+        source = inspect.getsource(module)
+        assert "RecordStore(" in source and "write_text(" not in source and "os.replace" not in source, module
+    store = cells.CellStore(tmp_path, {"seed": 0})
+    store.run({"selection": "random", "tau": 0.5}, lambda: {"avg_at_k": 0.5})
+    (tmp_path / cells.CELLS_DIR / f"{store.computed[0]}.json").write_text("{not json")  # a damaged record: redone
+    again = cells.CellStore(tmp_path, {"seed": 0})
+    assert again.run({"selection": "random", "tau": 0.5}, lambda: {"avg_at_k": 0.25}) == {"avg_at_k": 0.25}
+    assert again.computed == store.computed

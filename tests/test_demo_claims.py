@@ -22,12 +22,12 @@ def _run(*, sweep_problems=64, sweep_samples=4, gains=None, aurocs=None, extrapo
         "evaluation": {"base": {"avg_at_k": 0.25, "num_problems": 128, "num_samples": 4},
                        "none": {"avg_at_k": 0.40, "num_problems": 128, "num_samples": 4}},
         "analysis": {"separation": {m: {"auroc_response": a} for m, a in aurocs.items()}},
-        "replacement": {"references": references, "rows": [
-            {"selection": rule, "tau": -1.0, "avg_at_k": acc, "replacement_ratio": ratio}
+        "replacement": {"kind": "replacement", "references": references, "rows": [
+            {"selection": rule, "tau": -1.0, "gamma": 0.0, "avg_at_k": acc, "replacement_ratio": ratio}
             for rule, (acc, ratio) in gains.items()]},
-        "extrapolation": {g: {"references": references, "rows": [
-            {"gamma": gamma, "tau": tau, "avg_at_k": acc} for gamma, tau, acc in rows]}
-            for g, rows in extrapolation.items()},
+        "extrapolation": {g: {"kind": "extrapolation", "references": references, "rows": [
+            {"selection": "delta_logp", "gamma": gamma, "tau": tau, "avg_at_k": acc, "replacement_ratio": 0.05}
+            for gamma, tau, acc in rows]} for g, rows in extrapolation.items()},
     }  # fmt: skip
 
 

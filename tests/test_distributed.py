@@ -154,7 +154,9 @@ def test_an_interrupted_sweep_resumes_with_only_the_remaining_cells(pair, tmp_pa
     assert resumed.calls == 2 + 2  # the two remaining grid cells and the two references, not the first cell
     fresh = replacement_sweep(**pair, **SWEEP, reward_fn=CountingReward())
     assert (result.rows, result.references) == (fresh.rows, fresh.references)
-    assert json.loads((tmp_path / "replacement_sweep.json").read_text())["rows"] == fresh.rows
+    assert json.loads((tmp_path / "replacement_sweep.json").read_text())["rows"] == [
+        row.to_dict() for row in fresh.rows
+    ]
     again = CountingReward()
     replacement_sweep(**pair, **SWEEP, reward_fn=again, output_dir=tmp_path)
     assert again.calls == 0  # everything reused

@@ -74,7 +74,7 @@ def test_a_registered_rule_works_on_both_paths_and_in_the_sweeps(generator_logp_
     assert 0 < sum(stats.num_selected) < sum(stats.num_generated)  # it fires at some positions, not all
     result = replacement_sweep(base_model=base, rl_model=rl, tokenizer=tok, dataset=make_arithmetic_dataset(
         num_examples=2), selections=[name], num_samples=1, max_new_tokens=4, progress=False, output_dir=tmp_path)  # fmt: skip
-    assert [row["tau"] for row in result.rows] == [-4.6, -4.4]  # the rule's own default grid
+    assert [row.tau for row in result.rows] == [-4.6, -4.4]  # the rule's own default grid
     with pytest.raises(ValueError, match="registered in this process"):
         export_custom_generate(tmp_path / "checkpoint", config)
     assert not (tmp_path / "checkpoint" / "extrapolation_config.json").exists()  # refused before writing anything

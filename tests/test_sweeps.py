@@ -49,11 +49,11 @@ def test_replacement_sweep_rows_ratios_and_files(setup, tmp_path):
         progress=False,
         output_dir=tmp_path,
     )
-    ratios = {(row["selection"], row["tau"]): row["replacement_ratio"] for row in result.rows}
+    ratios = {(row.selection, row.tau): row.replacement_ratio for row in result.rows}
     assert ratios == {("random", 0.0): 0.0, ("random", 1.0): 1.0, ("delta_logp", -1e9): 0.0, ("delta_logp", 1e9): 1.0}
     # No replacement is the base model's own sampling (same seeds), so its accuracy equals the base reference.
-    never = next(row for row in result.rows if row["tau"] == -1e9)
-    assert never["avg_at_k"] == pytest.approx(result.references["base"])
+    never = next(row for row in result.rows if row.tau == -1e9)
+    assert never.avg_at_k == pytest.approx(result.references["base"])
     saved = json.loads((tmp_path / "replacement_sweep.json").read_text())
     assert saved["hf_dlp_version"] == __version__ and len(saved["rows"]) == 4
     assert saved["settings"]["generator"] == "base" and saved["settings"]["generation"]["max_new_tokens"] == 6
@@ -72,11 +72,11 @@ def test_extrapolation_sweep_grid_and_plot(setup, tmp_path):
         generation_config=GenerationConfig(do_sample=True, top_p=0.7, max_new_tokens=6),
         progress=False,
     )
-    assert [(row["gamma"], row["tau"]) for row in result.rows] == [(0.0, -1e9), (0.0, 1e9), (1.0, -1e9), (1.0, 1e9)]
+    assert [(row.gamma, row.tau) for row in result.rows] == [(0.0, -1e9), (0.0, 1e9), (1.0, -1e9), (1.0, 1e9)]
     # A threshold that never fires leaves the RL model's own samples (same seeds): the RL reference, for any γ.
-    assert result.rows[0]["avg_at_k"] == pytest.approx(result.references["rl"])
-    assert result.rows[2]["avg_at_k"] == pytest.approx(result.references["rl"])
-    assert result.rows[1]["replacement_ratio"] == result.rows[3]["replacement_ratio"] == 1.0
+    assert result.rows[0].avg_at_k == pytest.approx(result.references["rl"])
+    assert result.rows[2].avg_at_k == pytest.approx(result.references["rl"])
+    assert result.rows[1].replacement_ratio == result.rows[3].replacement_ratio == 1.0
     figure = result.plot()
     assert isinstance(figure, Figure) and not list(tmp_path.iterdir())  # no path: nothing written
     result.plot(tmp_path / "grid.png")
@@ -91,7 +91,7 @@ def test_extrapolation_sweep_grid_and_plot(setup, tmp_path):
         max_new_tokens=3,
         progress=False,
     )
-    assert dense.rows[0]["tau"] is None and dense.rows[0]["replacement_ratio"] == 1.0
+    assert dense.rows[0].tau is None and dense.rows[0].replacement_ratio == 1.0
     assert dense.settings["generator"] == "base"
 
 
@@ -132,7 +132,7 @@ def test_top_k_keyword_in_a_sweep_is_the_sampling_setting(setup):
         progress=False,
     )
     result = replacement_sweep(top_k=7, candidate_top_k=5, **kwargs)
-    assert result.rows[0]["candidate_top_k"] == 5
+    assert result.rows[0].candidate_top_k == 5
     assert result.settings["generation"]["top_k"] == 7
 
 
@@ -271,7 +271,7 @@ def test_cli_replace(model_dirs, tmp_path, capsys):
     code = main(cli("replace", model_dirs, tmp_path, "--selections", "random", "--taus", "random=0,1"))
     assert code == 0
     rows = json.loads((tmp_path / "replacement_sweep.json").read_text())["rows"]
-    assert [row["replacement_ratio"] for row in rows] == [0.0, 1.0]
+    assert [row["replacement_ratio"] for row in rows] == [0.0, 1.0]  # the saved JSON
     assert (tmp_path / "replacement_sweep.png").is_file() and "ratio=1.0000" in capsys.readouterr().out
 
 
@@ -416,20 +416,20 @@ def test_replacement_sweep_saves_the_most_frequent_swaps(setup, tmp_path):
         max_new_tokens=6, progress=False, output_dir=tmp_path, record_swaps=True,
     )  # fmt: skip
     result = replacement_sweep(**pair_kwargs(setup), **kwargs)
-    rows = {(row["selection"], row["tau"]): row for row in result.rows}
-    assert rows[("random", 0.0)]["swaps"] == {"num_selected": 0, "num_changed": 0, "top": [], "examples": []}
-    every = rows[("random", 1.0)]["swaps"]  # every position selected: as many as tokens generated
-    assert every["num_selected"] > 0 and rows[("random", 1.0)]["replacement_ratio"] == 1.0
+    rows = {(row.selection, row.tau): row for row in result.rows}
+    assert rows[("random", 0.0)].swaps == {"num_selected": 0, "num_changed": 0, "top": [], "examples": []}
+    every = rows[("random", 1.0)].swaps  # every position selected: as many as tokens generated
+    assert every["num_selected"] > 0 and rows[("random", 1.0)].replacement_ratio == 1.0
     counts = [swap["count"] for swap in every["top"]]
     assert counts == sorted(counts, reverse=True) and sum(counts) <= every["num_changed"] <= every["num_selected"]
     assert all(swap["base_token"] != swap["rl_token"] for swap in every["top"])
     for example in every["examples"]:
         assert all(example["tokens"][swap["position"]] == swap["rl_token"] for swap in example["swaps"])
-    assert all(s["base_delta_logp"] <= 0.0 for e in rows[("delta_logp", 0.0)]["swaps"]["examples"] for s in e["swaps"])
+    assert all(s["base_delta_logp"] <= 0.0 for e in rows[("delta_logp", 0.0)].swaps["examples"] for s in e["swaps"])
     saved = json.loads((tmp_path / "replacement_sweep.json").read_text())
     assert saved["rows"][1]["swaps"] == json.loads(json.dumps(every))
     assert saved["settings"]["record_swaps"] is True
-    table = format_swaps_table(saved, limit=2)
+    table = format_swaps_table(SweepResult.from_dict(saved), limit=2)
     assert table.startswith("| selection | τ | base → RL |") and "| random | 1 |" in table
     assert len(top_swaps(result, limit=1)) <= 2
     replaced = replaced_responses(result, limit=3)

@@ -357,7 +357,9 @@ def compute_token_metrics(
         stop = min(start + chunk_size, rows.numel())
         if fused:
             values = compiled_pair_metrics()(
-                sources[0].chunk(start, stop, work_device), sources[1].chunk(start, stop, work_device), targets[start:stop]
+                sources[0].chunk(start, stop, work_device),
+                sources[1].chunk(start, stop, work_device),
+                targets[start:stop],
             )
             for name, value in zip(METRIC_NAMES, values, strict=True):
                 flat[name][start:stop] = value

@@ -43,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"base: {result.references['base']:.4f}  rl: {result.references['rl']:.4f}")
     for row in result.rows:
-        tau = "-" if row["tau"] is None else f"{row['tau']:g}"
+        tau = "-" if row.tau is None else f"{row.tau:g}"
         print(
-            f"gamma={row['gamma']:<6g} tau={tau:<8} ratio={row['replacement_ratio']:.4f}  "
-            f"avg@{args.num_samples}={row['avg_at_k']:.4f}"
+            f"gamma={row.gamma:<6g} tau={tau:<8} ratio={row.replacement_ratio:.4f}  "
+            f"avg@{args.num_samples}={row.avg_at_k:.4f}"
         )
     best = result.best()
-    print(f"best: gamma={best['gamma']:g} tau={best['tau']}  avg={best['avg_at_k']:.4f}; results in {args.output_dir}")
+    print(f"best: gamma={best.gamma:g} tau={best.tau}  avg={best.avg_at_k:.4f}; results in {args.output_dir}")
     return 0

@@ -197,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"base: {result.references['base']:.4f}  rl: {result.references['rl']:.4f}")
     for row in result.rows:
         print(
-            f"{row['selection']:>10}  tau={row['tau']:<8g} ratio={row['replacement_ratio']:.4f}  "
-            f"avg@{args.num_samples}={row['avg_at_k']:.4f}"
+            f"{row.selection:>10}  tau={row.tau:<8g} ratio={row.replacement_ratio:.4f}  "
+            f"avg@{args.num_samples}={row.avg_at_k:.4f}"
         )
     print(f"results in {args.output_dir}")
     return 0

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..evaluation import binomial_stderr
+from ..sweeps.result import SweepResult, SweepRow
 
 MAGNITUDE_METRICS = ("base_entropy", "rl_entropy", "kl_rl_base", "kl_base_rl")
 
@@ -204,15 +205,15 @@ def _separation_claim(results: dict[str, Any]) -> Claim:
     )
 
 
-def replacement_gains(results: dict[str, Any]) -> dict[str, tuple[dict[str, Any], float]]:
+def replacement_gains(results: dict[str, Any]) -> dict[str, tuple[SweepRow, float]]:
     """Per selection rule: its row with the most accuracy gained per percent of tokens replaced, and that gain."""
-    sweep, best = results["replacement"], {}
-    base = sweep["references"]["base"]
-    for row in sweep["rows"]:
-        if row["replacement_ratio"] > 0:
-            gain = (row["avg_at_k"] - base) / (100 * row["replacement_ratio"])
-            if row["selection"] not in best or gain > best[row["selection"]][1]:
-                best[row["selection"]] = (row, gain)
+    sweep, best = SweepResult.from_dict(results["replacement"]), {}
+    base = sweep.references["base"]
+    for row in sweep.rows:
+        if row.replacement_ratio > 0:
+            gain = (row.avg_at_k - base) / (100 * row.replacement_ratio)
+            if row.selection not in best or gain > best[row.selection][1]:
+                best[row.selection] = (row, gain)
     return best
 
 
@@ -225,9 +226,9 @@ def _replacement_claim(results: dict[str, Any]) -> Claim | None:
         return None
     rival = max(others, key=lambda rule: gains[rule][1])
     (row_1, gain_1), (row_2, gain_2) = gains["delta_logp"], gains[rival]
-    r_1, r_2 = 100 * row_1["replacement_ratio"], 100 * row_2["replacement_ratio"]
+    r_1, r_2 = 100 * row_1.replacement_ratio, 100 * row_2.replacement_ratio
     base = results["replacement"]["references"]["base"]
-    variance = (binomial_stderr(row_1["avg_at_k"], n) / r_1) ** 2 + (binomial_stderr(row_2["avg_at_k"], n) / r_2) ** 2
+    variance = (binomial_stderr(row_1.avg_at_k, n) / r_1) ** 2 + (binomial_stderr(row_2.avg_at_k, n) / r_2) ** 2
     variance += binomial_stderr(base, n) ** 2 * (1 / r_1 - 1 / r_2) ** 2
     return Claim(
         "Δlog p selection recovers RL accuracy with the fewest replacements",
@@ -250,28 +251,29 @@ def _extrapolation_claims(results: dict[str, Any]) -> list[Claim]:
     same τ (the paper's Selective Replace). Binomial standard errors, as if independent; the best of several
     cells is an optimistic pick, so a "yes" from a large grid deserves a second look."""
     claims, n = [], sweep_samples(results)
-    for generator, sweep in results["extrapolation"].items():
-        extrapolated = [row for row in sweep["rows"] if row["gamma"] > 0]
+    for generator, saved in results["extrapolation"].items():
+        sweep = SweepResult.from_dict(saved)
+        extrapolated = [row for row in sweep.rows if row.gamma > 0]
         if not extrapolated:
             continue
-        best = max(extrapolated, key=lambda row: row["avg_at_k"])
-        rl = sweep["references"]["rl"]
+        best = max(extrapolated, key=lambda row: row.avg_at_k)
+        rl = sweep.references["rl"]
         claims.append(
             Claim(
                 f"the best γ > 0 beat the RL model ({generator} generates)",
-                best["avg_at_k"] - rl,
-                math.hypot(binomial_stderr(best["avg_at_k"], n), binomial_stderr(rl, n)),
+                best.avg_at_k - rl,
+                math.hypot(binomial_stderr(best.avg_at_k, n), binomial_stderr(rl, n)),
                 "accuracy",
                 PAPER_EXTRAPOLATION.get(generator, ""),
             )
         )
-        replace = [row for row in sweep["rows"] if row["gamma"] == 0 and row["tau"] == best["tau"]]
+        replace = [row for row in sweep.rows if row.gamma == 0 and row.tau == best.tau]
         if generator == "base" and replace:
             claims.append(
                 Claim(
                     "the best γ > 0 beat selective replacement (γ = 0, same τ)",
-                    best["avg_at_k"] - replace[0]["avg_at_k"],
-                    math.hypot(binomial_stderr(best["avg_at_k"], n), binomial_stderr(replace[0]["avg_at_k"], n)),
+                    best.avg_at_k - replace[0].avg_at_k,
+                    math.hypot(binomial_stderr(best.avg_at_k, n), binomial_stderr(replace[0].avg_at_k, n)),
                     "accuracy",
                     PAPER_OVER_REPLACEMENT,
                 )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..sweeps.result import SweepResult
 from .config import RUN_LOCAL_FIELDS
 
 EXPECTED_DIR = Path(__file__).resolve().parent / "expected"
@@ -55,10 +56,10 @@ def headline_numbers(results: dict[str, Any], verdicts: dict[str, str]) -> dict[
     for label, sweep in sweeps:
         for reference, value in sweep.get("references", {}).items():
             numbers[f"{label}: {reference} reference"] = value
-        for row in sweep["rows"]:
-            cell = f"{label}: {row['selection']} τ={row['tau']} γ={row['gamma']}"
-            numbers[f"{cell} Avg@k"] = row["avg_at_k"]
-            numbers[f"{cell} replaced"] = row["replacement_ratio"]
+        for row in SweepResult.from_dict(sweep).rows:
+            cell = f"{label}: {row.selection} τ={row.tau} γ={row.gamma}"
+            numbers[f"{cell} Avg@k"] = row.avg_at_k
+            numbers[f"{cell} replaced"] = row.replacement_ratio
     numbers.update({f"claim: {claim}": verdict for claim, verdict in verdicts.items()})
     return numbers
 

@@ -209,7 +209,7 @@ def _prompt_text(prompt: Any) -> str:
 def _analysis_page(output: Path, results: dict[str, Any]) -> None:
     """Write the analysis page again, now with the responses the replacement sweep changed and its swaps marked."""
     from ..analysis import AnalysisReport, write_analysis_page
-    from ..sweeps import replaced_responses
+    from ..sweeps import SweepResult, replaced_responses
 
     analysis = results["analysis"]
     write_analysis_page(
@@ -217,7 +217,7 @@ def _analysis_page(output: Path, results: dict[str, Any]) -> None:
         output / "analysis",
         rewards=analysis["rewards"],
         prompts=analysis["prompts"],
-        replaced=replaced_responses(results["replacement"]),
+        replaced=replaced_responses(SweepResult.from_dict(results["replacement"])),
     )
 
 
@@ -238,8 +238,8 @@ def _redraw_reused_sweeps(output: Path, results: dict[str, Any], reused: list[st
                    for generator, sweep in results["extrapolation"].items()})  # fmt: skip
     for stage, (folder, sweep) in sweeps.items():
         if stage in reused:
-            result = SweepResult(sweep["kind"], sweep["rows"], sweep["references"], sweep.get("settings", {}))
-            result.plot(output / folder / f"{sweep['kind']}_sweep.png")
+            result = SweepResult.from_dict(sweep)
+            result.plot(output / folder / f"{result.kind}_sweep.png")
 
 
 def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, output: Path) -> dict[str, Any]:

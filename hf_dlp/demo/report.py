@@ -8,7 +8,7 @@ from typing import Any
 
 from ..evaluation import binomial_stderr
 from ..selection_rules import rule_label
-from ..sweeps import format_swaps_table
+from ..sweeps import SweepResult, format_swaps_table
 from .claims import (
     UNIT_LABELS,
     Claim,
@@ -157,9 +157,9 @@ def _analysis_section(results: dict[str, Any]) -> str:
     return text
 
 
-def _swaps_text(sweep: dict[str, Any]) -> str:
+def _swaps_text(sweep: SweepResult) -> str:
     """The most frequent (base → RL) token swaps of the Δlog p rule: what the tokens that recover the RL model are."""
-    table = format_swaps_table({"rows": [row for row in sweep["rows"] if row["selection"] == "delta_logp"]}, limit=3)
+    table = format_swaps_table([row for row in sweep.rows if row.selection == "delta_logp"], limit=3)
     if not table:
         return ""
     return (
@@ -171,17 +171,11 @@ def _swaps_text(sweep: dict[str, Any]) -> str:
 
 
 def _replacement_section(results: dict[str, Any]) -> str:
-    sweep = results["replacement"]
-    refs = sweep["references"]
+    sweep = SweepResult.from_dict(results["replacement"])
+    refs = sweep.references
     n = sweep_samples(results)
     rows = [
-        [
-            rule_label(r["selection"]),
-            r["tau"],
-            _pct(r["replacement_ratio"]),
-            _with_stderr(r["avg_at_k"], n),
-        ]
-        for r in sweep["rows"]
+        [rule_label(r.selection), r.tau, _pct(r.replacement_ratio), _with_stderr(r.avg_at_k, n)] for r in sweep.rows
     ]
     # Accuracy gained per percent of tokens replaced: the efficiency Fig. 1c compares (`hf_dlp.demo.claims`).
     gain = {rule: value for rule, (_, value) in replacement_gains(results).items()}
@@ -201,12 +195,11 @@ def _replacement_section(results: dict[str, Any]) -> str:
 
 def _extrapolation_section(results: dict[str, Any]) -> str:
     parts = ["## 5b. Selective extrapolation, γ × τ (Fig. 4)\n"]
-    for generator, sweep in results["extrapolation"].items():
-        refs = sweep["references"]
+    for generator, saved in results["extrapolation"].items():
+        sweep = SweepResult.from_dict(saved)
+        refs = sweep.references
         n = sweep_samples(results)
-        rows = [
-            [r["gamma"], r["tau"], _pct(r["replacement_ratio"]), _with_stderr(r["avg_at_k"], n)] for r in sweep["rows"]
-        ]
+        rows = [[r.gamma, r.tau, _pct(r.replacement_ratio), _with_stderr(r.avg_at_k, n)] for r in sweep.rows]
         parts.append(
             f"### generator: {generator} model\n\n![extrapolation, {generator} generates]"
             f"(extrapolation_{generator}/extrapolation_sweep.png)\n\n"

@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..distributed import barrier, is_main_process
+from ..records import RecordStore
 
 logger = logging.getLogger(__name__)
 
@@ -69,34 +70,30 @@ class StageRecords:
     def __init__(self, output_dir: str | Path, run_inputs: dict[str, Any], *, overwrite: bool = False):
         self.output_dir = Path(output_dir)
         self.folder = self.output_dir / STAGES_FOLDER
+        self.records = RecordStore(self.folder)  # the stage files, read and written as the sweeps' cells are
         self.run_inputs = run_inputs = json.loads(json.dumps(run_inputs, default=str))  # tuples as lists, as stored
         self.run_fingerprint = fingerprint(run_inputs)
-        run_file = self.output_dir / RUN_FILE
-        if run_file.exists():
-            previous = json.loads(run_file.read_text())
+        self._run_record = RecordStore(self.output_dir)
+        previous = self._run_record.read(Path(RUN_FILE).stem)
+        if previous is not None:
             if previous.get("fingerprint") != self.run_fingerprint and not overwrite:
                 raise ValueError(
                     f"`output_dir` ({str(self.output_dir)!r}) holds a demo run with other settings "
                     f"({_differences(previous.get('inputs', {}), run_inputs)}). Choose another `--output_dir`, or "
                     "pass `--overwrite` to redo the stages whose settings changed."
                 )
-        if is_main_process():  # under a launcher every process reads the records, the main one writes them
+        # under a launcher every process reads the records, the main one writes them
+        self._run_record.write(
+            Path(RUN_FILE).stem, {"fingerprint": self.run_fingerprint, "inputs": run_inputs, "status": "running"}
+        )
+        if is_main_process():
             self.folder.mkdir(parents=True, exist_ok=True)
-            run_file.write_text(
-                json.dumps({"fingerprint": self.run_fingerprint, "inputs": run_inputs, "status": "running"}, indent=2)
-            )
         barrier()
-
-    def _path(self, name: str) -> Path:
-        return self.folder / f"{name.replace('/', '__')}.json"
 
     def result(self, name: str, inputs: dict[str, Any]) -> Any | None:
         """The recorded result of stage `name` if it finished with these `inputs`, else `None`."""
-        path = self._path(name)
-        if not path.exists():
-            return None
-        record = json.loads(path.read_text())
-        if record.get("fingerprint") != fingerprint(inputs) or not record.get("finished"):
+        record = self.records.read(name)
+        if record is None or record.get("fingerprint") != fingerprint(inputs) or not record.get("finished"):
             return None
         return record["result"]
 
@@ -104,30 +101,28 @@ class StageRecords:
         """Mark stage `name` as started with `inputs`; remove the files a previous attempt left, unless the stage is
         `resumable` (it checks its own partial files, as the sweeps' cell stores do) and that attempt had the same
         inputs."""
-        record_path, key = self._path(name), fingerprint(inputs)
-        same = record_path.exists() and json.loads(record_path.read_text()).get("fingerprint") == key
+        key = fingerprint(inputs)
+        previous = self.records.read(name)
+        same = previous is not None and previous.get("fingerprint") == key
         if is_main_process():
             for stale in [] if resumable and same else files:
                 if stale.is_dir():
                     shutil.rmtree(stale)
                 elif stale.exists():
                     stale.unlink()
-            record = {"stage": name, "fingerprint": key, "inputs": inputs, "finished": False}
-            record_path.write_text(json.dumps(record, indent=2, default=str))
+        self.records.write(name, {"stage": name, "fingerprint": key, "inputs": inputs, "finished": False})
         barrier()
 
     def finish(self, name: str, inputs: dict[str, Any], result: Any) -> None:
         """Record that stage `name` finished with `inputs` and produced `result` (JSON-serialisable)."""
         record = {"stage": name, "fingerprint": fingerprint(inputs), "inputs": inputs, "finished": True}
-        if is_main_process():
-            self._path(name).write_text(json.dumps({**record, "result": result}, indent=2, default=str))
+        self.records.write(name, {**record, "result": result})
         barrier()
 
     def finish_run(self) -> None:
         """Mark the whole run as finished (after the report is written)."""
         data = {"fingerprint": self.run_fingerprint, "inputs": self.run_inputs, "status": "finished"}
-        if is_main_process():
-            (self.output_dir / RUN_FILE).write_text(json.dumps(data, indent=2))
+        self._run_record.write(Path(RUN_FILE).stem, data)
 
 
 @dataclass

@@ -9,7 +9,7 @@ finished cell is stored as it finishes, so an interrupted sweep resumes (`hf_dlp
 
 from .cells import CellStore
 from .plots import plot_extrapolation_sweep, plot_replacement_sweep
-from .result import SWEEP_KINDS, SweepResult
+from .result import SWEEP_KINDS, SweepResult, SweepRow
 from .swaps import format_swaps_table, replaced_responses, top_swaps
 from .sweep import DEFAULT_TAUS, SELECTIVE_RULES, extrapolation_sweep, replacement_sweep
 
@@ -19,6 +19,7 @@ __all__ = [
     "SWEEP_KINDS",
     "CellStore",
     "SweepResult",
+    "SweepRow",
     "extrapolation_sweep",
     "format_swaps_table",
     "plot_extrapolation_sweep",

@@ -7,20 +7,20 @@ everything the cell's numbers depend on: the grid point, the sampling settings, 
 identities (`name_or_path`, parameter count, dtype). The number of processes is not part of them: results do not
 depend on it, so a sweep started on 8 GPUs may finish on 1. A cell with other settings is recomputed (the differing
 settings are logged) and overwritten; two runs are never mixed. Only the main process reads and writes cell files (it
-broadcasts what it found), and writes are atomic: a temporary file, then a rename.
+broadcasts what it found), and writes are atomic (`hf_dlp.records.RecordStore`, the demo stages' store too).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..distributed import broadcast_from_main, distributed_state, is_main_process
+from ..records import RecordStore
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -81,12 +81,6 @@ def dataset_identity(dataset: Dataset) -> dict[str, Any]:
     return {"num_rows": len(dataset), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
-
-
 class CellStore:
     """The finished cells of a sweep in `output_dir/cells/`: `run(point, compute)` reuses or computes one cell.
 
@@ -109,6 +103,7 @@ class CellStore:
 
     def __init__(self, output_dir: str | Path | None, settings: dict[str, Any]):
         self.directory = None if output_dir is None else Path(output_dir) / CELLS_DIR
+        self.records = None if self.directory is None else RecordStore(self.directory)
         self.settings = _plain(settings)
         self.computed: list[str] = []
         self.reused: list[str] = []
@@ -117,16 +112,12 @@ class CellStore:
         """The stored result of `key` when its settings equal `settings` (main process only), else `None`."""
         from accelerate.logging import get_logger
 
-        path = self.directory / f"{key}.json"
-        if not path.exists():
+        data = self.records.read(key)
+        if data is None:
             return None
         distributed_state()  # accelerate's logger needs the state
         logger = get_logger(__name__)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            logger.warning(f"Recomputing sweep cell {key}: its file {path} is unreadable ({error}).")
-            return None
+        path = self.records.path(key)
         stored = data.get("settings", {})
         if stored != settings:
             changed = sorted(name for name in {*stored, *settings} if stored.get(name) != settings.get(name))
@@ -151,9 +142,7 @@ class CellStore:
         if is_main_process():
             from hf_dlp import __version__
 
-            self.directory.mkdir(parents=True, exist_ok=True)
-            record = {"key": key, "settings": settings, "result": result, "hf_dlp_version": __version__}
-            _write_atomic(self.directory / f"{key}.json", record)
+            self.records.write(key, {"key": key, "settings": settings, "result": result, "hf_dlp_version": __version__})
         self.computed.append(key)
         return result
 

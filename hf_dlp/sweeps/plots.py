@@ -67,20 +67,20 @@ def plot_replacement_sweep(result: SweepResult, path: str | Path | None = None) 
     Examples:
 
     >>> from hf_dlp.sweeps import SweepResult
-    >>> rows = [{"selection": "random", "tau": t, "gamma": 0.0, "avg_at_k": t / 2, "replacement_ratio": t}
-    ...         for t in (0.1, 0.2)]
+    >>> rows = [{"selection": "random", "tau": t, "gamma": 0.0, "avg_at_k": t / 2, "pass_at_k": {},
+    ...          "replacement_ratio": t} for t in (0.1, 0.2)]
     >>> figure = plot_replacement_sweep(SweepResult("replacement", rows, {"base": 0.1, "rl": 0.5}))
     >>> figure.axes[0].get_xlabel()
     'RL token replacement ratio (%)'
     """
     figure, ax = _new_figure()
     samples = _samples(result)
-    for selection in dict.fromkeys(row["selection"] for row in result.rows):
+    for selection in dict.fromkeys(row.selection for row in result.rows):
         rows = sorted(
-            (row for row in result.rows if row["selection"] == selection), key=lambda row: row["replacement_ratio"]
+            (row for row in result.rows if row.selection == selection), key=lambda row: row.replacement_ratio
         )
-        ratios = [100 * row["replacement_ratio"] for row in rows]
-        _draw_points(ax, ratios, [row["avg_at_k"] for row in rows], samples, rule_label(selection))
+        ratios = [100 * row.replacement_ratio for row in rows]
+        _draw_points(ax, ratios, [row.avg_at_k for row in rows], samples, rule_label(selection))
     _draw_references(ax, result.references, samples)
     ax.set_xlabel("RL token replacement ratio (%)")
     ax.set_ylabel("Avg@k (%)")
@@ -96,8 +96,8 @@ def plot_extrapolation_sweep(result: SweepResult, path: str | Path | None = None
     Examples:
 
     >>> from hf_dlp.sweeps import SweepResult
-    >>> rows = [{"selection": "delta_logp", "tau": -0.3, "gamma": g, "avg_at_k": 0.5 + g, "replacement_ratio": 0.05}
-    ...         for g in (0.0, 0.1)]
+    >>> rows = [{"selection": "delta_logp", "tau": -0.3, "gamma": g, "avg_at_k": 0.5 + g, "pass_at_k": {},
+    ...          "replacement_ratio": 0.05} for g in (0.0, 0.1)]
     >>> figure = plot_extrapolation_sweep(SweepResult("extrapolation", rows, {"base": 0.1, "rl": 0.5}))
     >>> figure.axes[0].get_xlabel()
     'γ (extrapolation strength)'
@@ -107,11 +107,11 @@ def plot_extrapolation_sweep(result: SweepResult, path: str | Path | None = None
     """
     figure, ax = _new_figure()
     samples = _samples(result)
-    for tau in dict.fromkeys(row["tau"] for row in result.rows):
-        rows = sorted((row for row in result.rows if row["tau"] == tau), key=lambda row: row["gamma"])
-        ratio = sum(row["replacement_ratio"] for row in rows) / len(rows)
+    for tau in dict.fromkeys(row.tau for row in result.rows):
+        rows = sorted((row for row in result.rows if row.tau == tau), key=lambda row: row.gamma)
+        ratio = sum(row.replacement_ratio for row in rows) / len(rows)
         label = "all positions" if tau is None else f"τ = {tau:g} (~{100 * ratio:.1f}% selected)"
-        _draw_points(ax, [row["gamma"] for row in rows], [row["avg_at_k"] for row in rows], samples, label)
+        _draw_points(ax, [row.gamma for row in rows], [row.avg_at_k for row in rows], samples, label)
     _draw_references(ax, result.references, samples)
     ax.set_xlabel("γ (extrapolation strength)")
     ax.set_ylabel("Avg@k (%)")

@@ -15,17 +15,17 @@ each). Each grid row then holds `swaps`:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..analysis.page import ReplacedResponse, TokenSwap
 from ..distributed import num_processes
+from .result import SweepResult, SweepRow
 
 if TYPE_CHECKING:
     import torch
 
     from ..extrapolation.step import ExtrapolationStats
-    from .result import SweepResult
 
 MAX_SWAPS_SAVED = 20
 """Most frequent (base → RL) swaps saved per sweep cell."""
@@ -131,35 +131,32 @@ class SwapCollector:
         }
 
 
-def _rows(result: SweepResult | Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = result["rows"] if isinstance(result, Mapping) else result.rows
-    return [row for row in rows if row.get("swaps")]
+def _rows(result: SweepResult | Iterable[SweepRow]) -> list[SweepRow]:
+    rows = result.rows if isinstance(result, SweepResult) else list(result)
+    return [row for row in rows if row.swaps]
 
 
-def _label(row: Mapping[str, Any]) -> str:
-    gamma = f", γ = {row['gamma']:g}" if row.get("gamma") else ""
-    return f"{row['selection']}, τ = {row['tau']:g}{gamma}"
-
-
-def top_swaps(result: SweepResult | Mapping[str, Any], limit: int = 5) -> list[dict[str, Any]]:
+def top_swaps(result: SweepResult | Iterable[SweepRow], limit: int = 5) -> list[dict[str, Any]]:
     """The `limit` most frequent swaps of every row recorded with `record_swaps=True`, one record per swap with the
-    row's `selection`, `tau`, `num_selected` and `num_changed` (a `SweepResult` or its `to_dict()`).
+    row's `selection`, `tau`, `num_selected` and `num_changed` (a `SweepResult` or some of its rows).
 
     Examples:
 
-    >>> row = {"selection": "delta_logp", "tau": -0.5, "gamma": 0.0, "swaps": {"num_selected": 4, "num_changed": 3,
-    ...        "top": [{"base_token": "7", "rl_token": "8", "count": 3, "share": 1.0}], "examples": []}}
-    >>> [(s["selection"], s["base_token"], s["rl_token"], s["count"]) for s in top_swaps({"rows": [row]})]
+    >>> from hf_dlp.sweeps import SweepRow
+    >>> row = SweepRow("delta_logp", -0.5, 0.0, avg_at_k=0.5, pass_at_k={}, replacement_ratio=0.1, swaps={
+    ...     "num_selected": 4, "num_changed": 3, "top": [{"base_token": "7", "rl_token": "8", "count": 3, "share": 1.0}],
+    ...     "examples": []})
+    >>> [(s["selection"], s["base_token"], s["rl_token"], s["count"]) for s in top_swaps([row])]
     [('delta_logp', '7', '8', 3)]
     """
     out = []
     for row in _rows(result):
-        swaps = row["swaps"]
+        swaps = row.swaps
         for swap in swaps["top"][:limit]:
             out.append(
                 {
-                    "selection": row["selection"],
-                    "tau": row["tau"],
+                    "selection": row.selection,
+                    "tau": row.tau,
                     "num_selected": swaps["num_selected"],
                     "num_changed": swaps["num_changed"],
                     **swap,
@@ -168,16 +165,17 @@ def top_swaps(result: SweepResult | Mapping[str, Any], limit: int = 5) -> list[d
     return out
 
 
-def format_swaps_table(result: SweepResult | Mapping[str, Any], limit: int = 5) -> str:
+def format_swaps_table(result: SweepResult | Iterable[SweepRow], limit: int = 5) -> str:
     """A Markdown table of the `limit` most frequent (base → RL) swaps per rule and τ (`top_swaps`); an empty string
     when the sweep recorded none.
 
     Examples:
 
-    >>> row = {"selection": "delta_logp", "tau": -0.5, "swaps": {"num_selected": 4, "num_changed": 3, "top": [
-    ...     {"base_token": " 7", "rl_token": "8", "count": 3, "share": 1.0, "mean_base_delta_logp": -1.25,
-    ...      "mean_rl_delta_logp": 0.5}], "examples": []}}
-    >>> print(format_swaps_table({"rows": [row]}).splitlines()[2])
+    >>> from hf_dlp.sweeps import SweepRow
+    >>> row = SweepRow("delta_logp", -0.5, 0.0, avg_at_k=0.5, pass_at_k={}, replacement_ratio=0.1, swaps={
+    ...     "num_selected": 4, "num_changed": 3, "top": [{"base_token": " 7", "rl_token": "8", "count": 3,
+    ...     "share": 1.0, "mean_base_delta_logp": -1.25, "mean_rl_delta_logp": 0.5}], "examples": []})
+    >>> print(format_swaps_table([row]).splitlines()[2])
     | delta_logp | -0.5 | `␣7` → `8` | 3 | 100.0% | -1.250 | +0.500 |
     """
     from ..analysis.tokens import readable
@@ -198,19 +196,20 @@ def format_swaps_table(result: SweepResult | Mapping[str, Any], limit: int = 5) 
     return "\n".join(lines)
 
 
-def replaced_responses(result: SweepResult | Mapping[str, Any], limit: int = 6) -> list[ReplacedResponse]:
+def replaced_responses(result: SweepResult | Iterable[SweepRow], limit: int = 6) -> list[ReplacedResponse]:
     """Up to `limit` replaced responses for `hf_dlp.analysis.write_analysis_page(..., replaced=...)`, taken in turn
-    from each row recorded with `record_swaps=True` (a `SweepResult` or its `to_dict()`).
+    from each row recorded with `record_swaps=True` (a `SweepResult` or some of its rows).
 
     Examples:
 
-    >>> row = {"selection": "delta_logp", "tau": -0.5, "swaps": {"num_selected": 1, "num_changed": 1, "top": [],
-    ...     "examples": [{"tokens": ["1", "8"], "swaps": [{"position": 1, "base_token": "7", "rl_token": "8",
-    ...                   "base_delta_logp": -1.0, "rl_delta_logp": 0.5}]}]}}
-    >>> [(r.label, r.swaps[0].base_token) for r in replaced_responses({"rows": [row]})]
+    >>> from hf_dlp.sweeps import SweepRow
+    >>> row = SweepRow("delta_logp", -0.5, 0.0, avg_at_k=0.5, pass_at_k={}, replacement_ratio=0.1, swaps={
+    ...     "num_selected": 1, "num_changed": 1, "top": [], "examples": [{"tokens": ["1", "8"], "swaps": [
+    ...     {"position": 1, "base_token": "7", "rl_token": "8", "base_delta_logp": -1.0, "rl_delta_logp": 0.5}]}]})
+    >>> [(r.label, r.swaps[0].base_token) for r in replaced_responses([row])]
     [('delta_logp, τ = -0.5', '7')]
     """
-    queues: Sequence[tuple[str, list]] = [(_label(row), list(row["swaps"]["examples"])) for row in _rows(result)]
+    queues: Sequence[tuple[str, list]] = [(row.label, list(row.swaps["examples"])) for row in _rows(result)]
     out: list[ReplacedResponse] = []
     while len(out) < limit and any(examples for _, examples in queues):
         for label, examples in queues:

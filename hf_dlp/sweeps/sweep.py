@@ -34,7 +34,7 @@ from ..model_pair import check_pair_devices
 from ..rewards import RewardFunction, accuracy_reward
 from ..selection_rules import SELECTION_RULE_SPECS, selective_rules
 from .cells import CellStore, dataset_identity, model_identity
-from .result import SweepKind, SweepResult
+from .result import SweepKind, SweepResult, SweepRow
 from .swaps import SwapCollector
 
 if TYPE_CHECKING:
@@ -187,7 +187,8 @@ def _sweep(
     ) as bar:
         rows = []
         for config in grid:
-            rows.append(store.run(config.processor_kwargs(), lambda config=config: grid_cell(config)))
+            row = store.run(config.processor_kwargs(), lambda config=config: grid_cell(config))
+            rows.append(SweepRow.from_dict(row))
             bar.update()
         if not given:
             references = {}
@@ -291,11 +292,11 @@ def replacement_sweep(
     >>> base, rl = build_tiny_causal_lm(size="nano", seed=1), build_tiny_causal_lm(size="nano", seed=2)
     >>> result = replacement_sweep(base_model=base, rl_model=rl, tokenizer=tok, dataset=data, selections=["random"],
     ...                            taus={"random": [0.0, 1.0]}, num_samples=1, max_new_tokens=3, progress=False)
-    >>> [(row["tau"], row["replacement_ratio"]) for row in result.rows], sorted(result.references)
+    >>> [(row.tau, row.replacement_ratio) for row in result.rows], sorted(result.references)
     ([(0.0, 0.0), (1.0, 1.0)], ['base', 'rl'])
     >>> swapped = replacement_sweep(base_model=base, rl_model=rl, tokenizer=tok, dataset=data, selections=["random"],
     ...     taus={"random": [1.0]}, num_samples=1, max_new_tokens=3, progress=False, record_swaps=True)
-    >>> swapped.rows[0]["swaps"]["num_selected"], sorted(swapped.rows[0]["swaps"])
+    >>> swapped.rows[0].swaps["num_selected"], sorted(swapped.rows[0].swaps)
     (6, ['examples', 'num_changed', 'num_selected', 'top'])
     """
     output = _check_inputs(dataset, num_samples, output_dir)
@@ -354,7 +355,7 @@ def extrapolation_sweep(
     >>> base, rl = build_tiny_causal_lm(size="nano", seed=1), build_tiny_causal_lm(size="nano", seed=2)
     >>> result = extrapolation_sweep(rl_model=rl, base_model=base, tokenizer=tok, dataset=data, gammas=[0.0, 0.5],
     ...                              taus=[-0.1], num_samples=1, max_new_tokens=3, progress=False)
-    >>> [(row["gamma"], row["tau"]) for row in result.rows]
+    >>> [(row.gamma, row.tau) for row in result.rows]
     [(0.0, -0.1), (0.5, -0.1)]
     """
     output = _check_inputs(dataset, num_samples, output_dir)
