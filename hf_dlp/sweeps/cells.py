@@ -142,7 +142,9 @@ class CellStore:
         if is_main_process():
             from hf_dlp import __version__
 
-            self.records.write(key, {"key": key, "settings": settings, "result": result, "hf_dlp_version": __version__})
+            self.records.write(
+                key, {"key": key, "settings": settings, "result": result, "hf_dlp_version": __version__}
+            )
         self.computed.append(key)
         return result
 
