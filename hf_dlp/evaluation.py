@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,8 @@ class EvaluationResult:
     ...                           correct_counts=[2, 0])
     >>> result.accuracy, result.to_dict()["avg@2"], result.to_dict()["pass_at_k"]
     (0.5, 0.5, {'1': 0.5, '2': 0.75})
+    >>> EvaluationResult.from_dict(result.to_dict()) == result
+    True
     """
 
     avg_at_k: float
@@ -96,6 +98,16 @@ class EvaluationResult:
         data[f"avg@{self.num_samples}"] = self.avg_at_k
         data["hf_dlp_version"] = __version__
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationResult:
+        """A result from its JSON form (`to_dict`, `evaluation.json`, a demo's `results.json` entry): Pass@k keys
+        back to integers; the `avg@<k>` alias and the version stamp are dropped."""
+        known = {spec.name for spec in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["pass_at_k"] = {int(k): value for k, value in data["pass_at_k"].items()}
+        values.setdefault("correct_counts", [])
+        return cls(**values)
 
     def save(self, path: str | Path) -> Path:
         """Write the result as JSON to `path` (a file name, or a folder that gets `evaluation.json`)."""

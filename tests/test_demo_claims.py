@@ -19,8 +19,8 @@ def _run(*, sweep_problems=64, sweep_samples=4, gains=None, aurocs=None, extrapo
     return {
         "config": {"methods": ["none"], "seeds": 1, "eval_problems": 128, "sweep_problems": sweep_problems,
                    "sweep_samples": sweep_samples, "analysis_prompts": 32, "analysis_samples": 2},
-        "evaluation": {"base": {"avg_at_k": 0.25, "num_problems": 128, "num_samples": 4},
-                       "none": {"avg_at_k": 0.40, "num_problems": 128, "num_samples": 4}},
+        "evaluation": {"base": {"avg_at_k": 0.25, "num_problems": 128, "num_samples": 4, "pass_at_k": {}},
+                       "none": {"avg_at_k": 0.40, "num_problems": 128, "num_samples": 4, "pass_at_k": {}}},
         "analysis": {"separation": {m: {"auroc_response": a} for m, a in aurocs.items()}},
         "replacement": {"kind": "replacement", "references": references, "rows": [
             {"selection": rule, "tau": -1.0, "gamma": 0.0, "avg_at_k": acc, "replacement_ratio": ratio}

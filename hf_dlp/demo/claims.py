@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..evaluation import binomial_stderr
+from ..evaluation import EvaluationResult, binomial_stderr
 from ..sweeps.result import SweepResult, SweepRow
 
 MAGNITUDE_METRICS = ("base_entropy", "rl_entropy", "kl_rl_base", "kl_base_rl")
@@ -122,15 +122,16 @@ def method_scores(results: dict[str, Any]) -> dict[str, tuple[list[float], float
     One seed: the binomial standard error of that Avg@k. Several: the standard error of the across-seed mean
     (sample standard deviation / sqrt(seeds)), the spread training seeds actually produce.
     """
-    evaluations, config = results["evaluation"], results["config"]
+    evaluations = {name: EvaluationResult.from_dict(saved) for name, saved in results["evaluation"].items()}
+    config = results["config"]
     seeds = seed_count(config)
     scores = {}
     for name in ("base", *config["methods"]):
         keys = [name] if name == "base" else [name] + [f"{name}-seed{i}" for i in range(1, seeds)]
-        values = [evaluations[key]["avg_at_k"] for key in keys]
+        values = [evaluations[key].avg_at_k for key in keys]
         if len(values) == 1:
             first = evaluations[keys[0]]
-            mean, stderr = values[0], binomial_stderr(values[0], first["num_problems"] * first["num_samples"])
+            mean, stderr = values[0], binomial_stderr(values[0], first.num_problems * first.num_samples)
         else:
             mean, stderr = mean_and_stderr(values)
         scores[name] = (values, mean, stderr)
@@ -171,10 +172,9 @@ def training_comparisons(results: dict[str, Any]) -> list[TrainingComparison]:
 
     Examples:
 
+    >>> scores = {"base": 0.2, "none": 0.5, "none-seed1": 0.6, "low_prob": 0.6, "low_prob-seed1": 0.7}
     >>> run = {"config": {"methods": ["none", "low_prob"], "seeds": 2}, "evaluation": {
-    ...     "base": {"avg_at_k": 0.2, "num_problems": 100, "num_samples": 4},
-    ...     "none": {"avg_at_k": 0.5}, "none-seed1": {"avg_at_k": 0.6},
-    ...     "low_prob": {"avg_at_k": 0.6}, "low_prob-seed1": {"avg_at_k": 0.7}}}
+    ...     name: {"avg_at_k": avg, "pass_at_k": {}, "num_problems": 100, "num_samples": 4} for name, avg in scores.items()}}
     >>> [(c.first, c.second, round(c.difference, 3), round(c.stderr, 3), c.paired) for c in training_comparisons(run)]
     [('none', 'base', 0.35, 0.054, False), ('low_prob', 'none', 0.1, 0.0, True)]
     """

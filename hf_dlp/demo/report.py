@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..evaluation import binomial_stderr
+from ..evaluation import EvaluationResult, binomial_stderr
 from ..selection_rules import rule_label
 from ..sweeps import SweepResult, format_swaps_table
 from .claims import (
@@ -70,27 +70,21 @@ def _comparisons_table(comparisons: list[TrainingComparison]) -> str:
 
 
 def _evaluation_section(results: dict[str, Any]) -> str:
-    evaluations = results["evaluation"]
+    evaluations = {name: EvaluationResult.from_dict(saved) for name, saved in results["evaluation"].items()}
     any_result = next(iter(evaluations.values()))
-    k = any_result["num_samples"]
+    k = any_result.num_samples
     rows = []
     for name, result in evaluations.items():
-        n = result["num_problems"] * k
-        rows.append(
-            [
-                model_label(name),
-                _with_stderr(result["avg_at_k"], n),
-                _pct(result["pass_at_k"]["1"]),
-                _pct(result["pass_at_k"][str(k)]),
-            ]
-        )
+        n = result.num_problems * k
+        rows.append([model_label(name), _with_stderr(result.avg_at_k, n), _pct(result.pass_at_k[1]),
+                     _pct(result.pass_at_k[k])])  # fmt: skip
     paper = _table(
         ["paper (Qwen2.5-Math-7B)", "AIME24 Avg@32", "avg Pass@16"], [[name, a, p] for name, a, p in PAPER_TABLE2]
     )
     scores = method_scores(results)
     seeds = max(len(values) for values, _, _ in scores.values())
     text = (
-        f"## 3. Evaluation (Avg@{k}, Pass@k; {any_result['num_problems']} held-out problems, temperature 1.0, "
+        f"## 3. Evaluation (Avg@{k}, Pass@k; {any_result.num_problems} held-out problems, temperature 1.0, "
         f"top-p {results['config']['top_p']})\n\n"
         + _table(["model", f"Avg@{k} (± s.e.)", "Pass@1", f"Pass@{k}"], rows)
     )
