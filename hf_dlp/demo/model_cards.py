@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..evaluation import binomial_stderr
 from .config import DemoConfig
 from .expected import load_expected
 
@@ -134,13 +135,14 @@ def extrapolation_card(preset: str, description: str) -> str:
         "Fig. 4 setting (the base model generates, the RL model guides). ± one binomial standard error. On this "
         "model every cell is within noise of the RL model alone: see docs/smollm2.md."
     )
+    samples = config.sweep_problems * config.sweep_samples
+    results = [{**cells[key], "stderr": binomial_stderr(cells[key]["avg_at_k"], samples)} for key in sorted(cells)]
     card = render_extrapolation_card(
         extrapolation,
         model_name=f"hf-dlp-{preset}-extrapolation",
-        results=[cells[key] for key in sorted(cells)],
+        results=results,
         references=references,
-        num_problems=config.sweep_problems,
-        num_samples=config.sweep_samples,
+        reference_stderrs={name: binomial_stderr(value, samples) for name, value in references.items()},
         results_note=note,
     )
     text = str(card)

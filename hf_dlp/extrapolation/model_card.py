@@ -12,7 +12,6 @@ import transformers
 from huggingface_hub import ModelCard, ModelCardData
 
 from .. import __version__
-from ..evaluation import binomial_stderr
 from ..selection_rules import SELECTION_RULE_SPECS
 from .config import ExtrapolationConfig
 
@@ -29,8 +28,7 @@ def render_extrapolation_card(
     hub_model_id: str | None = None,
     results: Sequence[Mapping[str, Any]] = (),
     references: Mapping[str, float] | None = None,
-    num_problems: int | None = None,
-    num_samples: int | None = None,
+    reference_stderrs: Mapping[str, float] | None = None,
     results_note: str = "",
     tags: Sequence[str] = (),
 ) -> ModelCard:
@@ -42,10 +40,10 @@ def render_extrapolation_card(
         model_name (`str`): the card's title.
         hub_model_id (`str`, *optional*): where the checkpoint is pushed (used in the usage snippet).
         results (list of dicts, *optional*): measured cells, each with `generator`, `selection`, `tau`, `gamma`,
-            `replacement_ratio` and `avg_at_k` (a `SweepRow.to_dict()` plus its `generator`).
+            `replacement_ratio` and `avg_at_k` (a `SweepRow.to_dict()` plus its `generator`), and optionally
+            `stderr`, the standard error of `avg_at_k` (shown as ± s.e.).
         references (`dict`, *optional*): Avg@k of the models alone on the same problems (`{"base": ..., "rl": ...}`).
-        num_problems, num_samples (`int`, *optional*): the evaluation's size; with both, every accuracy gets a
-            binomial standard error (else none is shown).
+        reference_stderrs (`dict`, *optional*): their standard errors, by the same names.
         results_note (`str`, *optional*): a sentence above the results table (where they come from, what they show).
         tags (`list[str]`, *optional*): Hub tags.
 
@@ -57,8 +55,8 @@ def render_extrapolation_card(
     >>> config = ExtrapolationConfig(base_model_name_or_path="Qwen/Qwen2.5-32B", gamma=0.05, tau=-0.3)
     >>> card = render_extrapolation_card(config, model_name="dapo-32b-extrapolated", results=[dict(generator="rl",
     ...     selection="delta_logp", tau=-0.3, gamma=0.05, replacement_ratio=0.04, avg_at_k=0.55)],
-    ...     references={"rl": 0.525}, num_problems=30, num_samples=32)
-    >>> "| `gamma` | 0.05 |" in card.text, "| rl | `delta_logp` | -0.3 | 0.05 | 4.00% | 55.0 ± 1.6 |" in card.text
+    ...     references={"rl": 0.525})
+    >>> "| `gamma` | 0.05 |" in card.text, "| rl | `delta_logp` | -0.3 | 0.05 | 4.00% | 55.0 |" in card.text
     (True, True)
     >>> card.data.base_model, "custom_generate" in card.data.tags
     ('Qwen/Qwen2.5-32B', True)
@@ -70,8 +68,7 @@ def render_extrapolation_card(
         missing = [key for key in _RESULT_KEYS if key not in result]
         if missing:
             raise ValueError(f"`results[{index}]` lacks {missing}; each result needs {list(_RESULT_KEYS)}.")
-        rows.append({**{key: result[key] for key in _RESULT_KEYS}, "stderr": _stderr(result["avg_at_k"], num_problems,
-                                                                                       num_samples)})  # fmt: skip
+        rows.append({**{key: result[key] for key in _RESULT_KEYS}, "stderr": result.get("stderr")})
     references = dict(references or {})
     spec = SELECTION_RULE_SPECS[config.selection]
     generator = config.generator or "rl"
@@ -103,17 +100,11 @@ def render_extrapolation_card(
         results=rows,
         results_note=results_note,
         references=sorted(references.items()),
-        reference_stderr={name: _stderr(value, num_problems, num_samples) for name, value in references.items()},
+        reference_stderr=dict(reference_stderrs or {}),
         hf_dlp_version=__version__,
         transformers_version=transformers.__version__,
         torch_version=torch.__version__,
     )
-
-
-def _stderr(accuracy: float, num_problems: int | None, num_samples: int | None) -> float:
-    if not num_problems or not num_samples:
-        return 0.0
-    return binomial_stderr(accuracy, num_problems * num_samples)
 
 
 __all__ = ["EXTRAPOLATION_CARD_TEMPLATE", "render_extrapolation_card"]
