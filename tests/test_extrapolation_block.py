@@ -379,6 +379,12 @@ def test_lora_single_weights_block_path(batch):
     assert sum(blocks[1].num_selected) > 0
     with pytest.raises(ValueError, match="cannot be combined with `block_size=4`"):
         generate_with_extrapolation(lora, one_forward=True, block_size=4, **kwargs)
+    # A static cache on both sides: the adapter-disabled view's scorer builds its own StaticCache too.
+    for block_size in (None, 4):
+        static = generate_with_extrapolation(
+            lora, **kwargs, block_size=block_size, cache_implementation="static", return_stats=True
+        )
+        assert_same(per_token, static)
 
 
 def test_exported_custom_generate_honours_block_size(tmp_path, pair, batch):
