@@ -59,9 +59,11 @@ demo-smollm2-fig4: $(STAMP)
 expected-numbers: demo_output/headline_numbers.json
 	cp demo_output/headline_numbers.json hf_dlp/demo/expected/toy.json
 
-# The same for the SmolLM2 run the README's claims table reports (after `make demo-smollm2-fig4`).
-expected-numbers-smollm2: demo_output_smollm2_fig4/headline_numbers.json
+# The same for the SmolLM2 runs the README's claims table reports (after `make demo-smollm2-fig4` and
+# `make demo-smollm2-seeds`).
+expected-numbers-smollm2: demo_output_smollm2_fig4/headline_numbers.json demo_output_smollm2_seeds/headline_numbers.json
 	cp demo_output_smollm2_fig4/headline_numbers.json hf_dlp/demo/expected/smollm2-fig4.json
+	cp demo_output_smollm2_seeds/headline_numbers.json hf_dlp/demo/expected/smollm2-seeds.json
 
 # The model cards of the reference runs (model_cards/), from the shipped numbers and the packaged template; the tests
 # fail when a card there is stale.
