@@ -102,14 +102,16 @@ def test_readme_python_blocks_compile_and_their_imports_exist():
         exec(compile(ast.Module(body=imports, type_ignores=[]), "README.md", "exec"), {})  # noqa: S102
 
 
-README_RUNS = {"toy": "toy (seed 0)", "smollm2-fig4": "SmolLM2-135M (seed 0)"}
+README_SMOLLM2 = "SmolLM2-135M (training: 4 seeds; sweeps: seed 0, 128 × 4)"
 
 
 def test_the_readme_claims_table_is_the_shipped_runs_claims():
     """The README's claims table is rendered from the headline numbers shipped for the runs it reports, so a
-    verdict or a number there cannot drift from the run that produced it."""
-    from hf_dlp.demo.claims import claims_side_by_side
+    verdict or a number there cannot drift from the run that produced it: the toy run, and for SmolLM2 the training
+    claims of the 4-seed run with the other claims of the 128 × 4 sweep run."""
+    from hf_dlp.demo.claims import claims_side_by_side, combined_claims
     from hf_dlp.demo.expected import load_expected
 
-    runs = {label: load_expected(preset)["claims"] for preset, label in README_RUNS.items()}
+    smollm2 = combined_claims(load_expected("smollm2-seeds")["claims"], load_expected("smollm2-fig4")["claims"])
+    runs = {"toy (seed 0)": load_expected("toy")["claims"], README_SMOLLM2: smollm2}
     assert claims_side_by_side(runs) in (DOCS.parent / "README.md").read_text()

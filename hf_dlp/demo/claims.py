@@ -291,6 +291,25 @@ def demo_claims(results: dict[str, Any]) -> list[Claim]:
     return claims + _extrapolation_claims(results)
 
 
+def combined_claims(training: list[dict[str, Any]], others: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One column from two runs' claims (`Claim.to_dict()` lists): the training claims (`TRAINING_CLAIMS`) from
+    `training` (a run with more seeds), every other claim from `others` (a run with larger sweeps), in the usual order.
+
+    Examples:
+
+    >>> seeds = [Claim("RLVR training improved on the base model", 0.19, 0.02, "accuracy", "").to_dict(),
+    ...          Claim("Δlog p separates the sources better than entropy and KL", 0.1, 0.1, "AUROC distance", "").to_dict()]
+    >>> large = [Claim("RLVR training improved on the base model", 0.18, 0.02, "accuracy", "").to_dict(),
+    ...          Claim("Δlog p separates the sources better than entropy and KL", 0.2, 0.05, "AUROC distance", "").to_dict()]
+    >>> [(claim["difference"], claim["stderr"]) for claim in combined_claims(seeds, large)]
+    [(0.19, 0.02), (0.2, 0.05)]
+    """
+    names = {claim for claim, *_ in TRAINING_CLAIMS}
+    return [claim for claim in training if claim["name"] in names] + [
+        claim for claim in others if claim["name"] not in names
+    ]
+
+
 def claims_side_by_side(runs: dict[str, list[dict[str, Any]]]) -> str:
     """A Markdown table of several runs' claims (`Claim.to_dict()` lists, as `headline_numbers.json` stores them
     under `"claims"`): one row per claim, the paper's number, then each run's verdict, difference ± s.e. and the
@@ -326,6 +345,7 @@ __all__ = [
     "Claim",
     "TrainingComparison",
     "claims_side_by_side",
+    "combined_claims",
     "demo_claims",
     "mean_and_stderr",
     "method_scores",
