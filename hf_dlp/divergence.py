@@ -17,6 +17,7 @@ Standard library and torch only: an exported `custom_generate` script carries th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -184,18 +185,14 @@ def pair_metrics_from_logits(
     )
 
 
-_COMPILED: dict[str, object] = {}
-
-
+@functools.cache
 def compiled_pair_metrics():
     """`pair_metrics_from_logits` compiled once per process (`torch.compile`, dynamic shapes: chunks vary in length).
 
     On a GPU, Inductor fuses it into a few kernels that read each logit chunk a handful of times instead of writing
     the four `(n, vocab)` float32 intermediates of the reference path; `hf_dlp.analysis` uses it on CUDA.
     """
-    if "pair_metrics" not in _COMPILED:
-        _COMPILED["pair_metrics"] = torch.compile(pair_metrics_from_logits, dynamic=True)
-    return _COMPILED["pair_metrics"]
+    return torch.compile(pair_metrics_from_logits, dynamic=True)
 
 
 def extrapolate_log_probs(
@@ -261,9 +258,9 @@ def statistic_keys(statistic: str, values: Sequence[float]) -> list[str]:
 __all__ = [
     "LOG_FLOOR",
     "PAIR_METRIC_NAMES",
-    "compiled_pair_metrics",
     "QUANTILE_STAT",
     "SHARE_ABS_ABOVE_STAT",
+    "compiled_pair_metrics",
     "delta_logp",
     "entropy",
     "extrapolate_log_probs",

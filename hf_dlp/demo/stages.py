@@ -27,6 +27,7 @@ from ..records import RecordStore
 logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+_RUN_RECORD = Path(RUN_FILE).stem  # the run's own record, beside the stages folder
 STAGES_FOLDER = "stages"
 
 
@@ -74,7 +75,7 @@ class StageRecords:
         self.run_inputs = run_inputs = json.loads(json.dumps(run_inputs, default=str))  # tuples as lists, as stored
         self.run_fingerprint = fingerprint(run_inputs)
         self._run_record = RecordStore(self.output_dir)
-        previous = self._run_record.read(Path(RUN_FILE).stem)
+        previous = self._run_record.read(_RUN_RECORD)
         if previous is not None:
             if previous.get("fingerprint") != self.run_fingerprint and not overwrite:
                 raise ValueError(
@@ -84,7 +85,7 @@ class StageRecords:
                 )
         # under a launcher every process reads the records, the main one writes them
         self._run_record.write(
-            Path(RUN_FILE).stem, {"fingerprint": self.run_fingerprint, "inputs": run_inputs, "status": "running"}
+            _RUN_RECORD, {"fingerprint": self.run_fingerprint, "inputs": run_inputs, "status": "running"}
         )
         if is_main_process():
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -122,7 +123,7 @@ class StageRecords:
     def finish_run(self) -> None:
         """Mark the whole run as finished (after the report is written)."""
         data = {"fingerprint": self.run_fingerprint, "inputs": self.run_inputs, "status": "finished"}
-        self._run_record.write(Path(RUN_FILE).stem, data)
+        self._run_record.write(_RUN_RECORD, data)
 
 
 @dataclass

@@ -76,8 +76,8 @@ def generate(
     when set); `gamma=`, `selection=`, `tau=`, `candidate_top_k=`, `block_size=` override it (`None` is an override
     too: `block_size=None` for the per-token processor, `tau=None` with `selection="all"`; a new `selection` needs its
     own `tau` unless it takes none). `top_k=` is `generate`'s own top-k sampling; sampling settings default to the
-    checkpoint's `generation_config.json`, as for plain `generate`. The other model is `base_model=` / `rl_model=`, or loaded once from
-    `base_model_name_or_path`. The selection statistics of the call are left in `model.extrapolation_stats`."""
+    checkpoint's `generation_config.json`, as for plain `generate`. The other model is `base_model=` / `rl_model=`,
+    or loaded once from `base_model_name_or_path`. The selection statistics of the call are left in `model.extrapolation_stats`."""
     config = _checkpoint_config(model, extrapolation_config)
     # An override the caller wrote is kept even when it is None (`tau=None` clears the threshold); then drop the
     # unset ones among the rest, since `generate` forwards every one of its own arguments.

@@ -137,11 +137,11 @@ class CachedModelScorer:
         self.model = model
         self._static_length: int | None = None  # the slots of the current static cache
         self._generation_config: GenerationConfig | None = None
-        self._step_forward = None
         self.reset()
 
     def reset(self) -> None:
         self._cache: DynamicCache | StaticCache | None = None
+        self._step_forward = None  # the compiled one-token forward, set by `prefill` where `generate` compiles
         self._prefix: _PaddedPrefix | None = None
         self._rollback = False
         self.tokens_processed = 0
@@ -153,7 +153,6 @@ class CachedModelScorer:
         when that is set, else `max_length`. Any other value keeps the `DynamicCache`.
         """
         self._generation_config = generation_config
-        self._step_forward = None
 
     @property
     def cache_implementation(self) -> str:
@@ -195,7 +194,7 @@ class CachedModelScorer:
                     "(`max_length`); raise `max_new_tokens`."
                 )
             self._cache = StaticCache(config=self.model.config, max_cache_len=self._static_length)
-            self._step_forward = self._compiled_step()
+        self._step_forward = self._compiled_step()  # None (eager) for a dynamic cache, as in `generate`
         logits, self._cache = _run(
             self.model, input_ids, self._prefix.mask, _positions(self._prefix.mask), self._cache, 1
         )

@@ -139,12 +139,9 @@ class CellStore:
             self.reused.append(key)
             return found["result"]
         result = _plain(compute())
-        if is_main_process():
-            from hf_dlp import __version__
+        from hf_dlp import __version__
 
-            self.records.write(
-                key, {"key": key, "settings": settings, "result": result, "hf_dlp_version": __version__}
-            )
+        self.records.write(key, {"key": key, "settings": settings, "result": result, "hf_dlp_version": __version__})
         self.computed.append(key)
         return result
 
