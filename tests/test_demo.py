@@ -1,10 +1,11 @@
+import dataclasses
 import json
 import shutil
 
 import pytest
 
 from hf_dlp.cli import main
-from hf_dlp.demo import DemoConfig, run_demo
+from hf_dlp.demo import DemoConfig, DemoResults, run_demo
 
 FIGURES = [
     "training_curves.png",
@@ -19,7 +20,7 @@ FIGURES = [
 def quick_demo(tmp_path_factory):
     output = tmp_path_factory.mktemp("demo")
     assert main(["demo", "--quick", "--output-dir", str(output), "--seed", "3", "--seeds", "2"]) == 0
-    return output, json.loads((output / "results.json").read_text()), (output / "report.md").read_text()
+    return output, DemoResults.load(output), (output / "report.md").read_text()
 
 
 def test_quick_demo_writes_report_figures_and_models(quick_demo):
@@ -30,10 +31,37 @@ def test_quick_demo_writes_report_figures_and_models(quick_demo):
     for method in ("none", "low_prob"):
         for name in (method, f"{method}-seed1"):  # --seeds 2: seeds 3 and 4
             assert (output / "models" / name / "config.json").exists()
-            assert len(results["training"][name]) == results["config"]["train_steps"]
+            assert len(results.training.runs[name]) == results.config.train_steps
             assert (output / "models" / name / "train_log.jsonl").read_text().count("\n") >= 6
-    assert results["config"]["quick"] and results["config"]["seed"] == 3 and results["config"]["seeds"] == 2
-    assert set(results["evaluation"]) == {"base", "none", "low_prob", "none-seed1", "low_prob-seed1"}
+    assert results.config.quick and results.config.seed == 3 and results.config.seeds == 2
+    assert set(results.evaluation) == {"base", "none", "low_prob", "none-seed1", "low_prob-seed1"}
+
+
+def test_results_json_round_trips_through_the_typed_results(quick_demo, tmp_path):
+    """`DemoResults` writes `results.json` byte for byte as the run did, and the typed stage results read their stage
+    records back unchanged (the records keep their format, so an earlier run's stages are reused)."""
+    from hf_dlp.demo.results import DemoAnalysis, TrainingHistory
+    from hf_dlp.evaluation import EvaluationResult
+    from hf_dlp.sweeps import SweepResult
+
+    output, results, _ = quick_demo
+    text = (output / "results.json").read_text()
+    assert json.dumps(results.to_dict(), indent=2, default=str) == text
+    assert DemoResults.from_dict(json.loads(text)) == results
+    assert results.save(tmp_path).read_text() == text and DemoResults.load(tmp_path / "results.json") == results
+    assert isinstance(results.analysis.separation["delta_logp"].auroc_response, float)
+    assert isinstance(results.replacement, SweepResult) and set(results.extrapolation) == {"rl", "base"}
+    assert all(isinstance(result, EvaluationResult) for result in results.evaluation.values())
+    stages = {path.stem: json.loads(path.read_text()) for path in (output / "stages").glob("*.json")}
+    analysis = stages["4. analysis"]["result"]["value"]
+    assert DemoAnalysis.from_dict(analysis).to_dict() == analysis
+    history = {name: stages[f"train__{name}"]["result"]["value"] for name in results.training.runs}
+    assert TrainingHistory.from_dict(history) == results.training
+    assert json.loads((output / "run.json").read_text())["fingerprint"] == results.run_fingerprint
+    with pytest.raises(ValueError, match=r"missing keys \['analysis'\].*rerun `hf-dlp demo`"):
+        DemoResults.from_dict({key: value for key, value in json.loads(text).items() if key != "analysis"})
+    with pytest.raises(FileNotFoundError, match="pass a run's `results.json` or its `--output_dir`"):
+        DemoResults.load(tmp_path / "missing")
 
 
 def test_worker_processes_give_the_same_run(quick_demo, tmp_path):
@@ -41,15 +69,15 @@ def test_worker_processes_give_the_same_run(quick_demo, tmp_path):
     parallel = tmp_path / "parallel"
     args = ["demo", "--quick", "--output-dir", str(parallel), "--seed", "3", "--seeds", "2", "--workers", "2"]
     assert main(args) == 0
-    again = json.loads((parallel / "results.json").read_text())
-    assert again["run_fingerprint"] == results["run_fingerprint"]  # `workers` is not a setting of the run
-    assert again["evaluation"] == results["evaluation"]
+    again = DemoResults.load(parallel)
+    assert again.run_fingerprint == results.run_fingerprint  # `workers` is not a setting of the run
+    assert again.evaluation == results.evaluation
 
-    def without_timings(histories):
+    def without_timings(history):
         return {name: [{k: v for k, v in step.items() if "time" not in k} for step in steps]
-                for name, steps in histories.items()}  # fmt: skip
+                for name, steps in history.runs.items()}  # fmt: skip
 
-    assert without_timings(again["training"]) == without_timings(results["training"])
+    assert without_timings(again.training) == without_timings(results.training)
     assert len(list(parallel.glob("demo.worker-*.log"))) == 4  # two workers for the training, two for evaluation
 
 
@@ -57,9 +85,9 @@ def test_training_claims_use_the_across_seed_mean(quick_demo):
     from hf_dlp.demo.report import method_scores
 
     _, results, report = quick_demo
-    scores = method_scores(results)
+    scores = method_scores(results.evaluation, results.config)
     values, mean, stderr = scores["low_prob"]
-    assert values == [results["evaluation"][k]["avg_at_k"] for k in ("low_prob", "low_prob-seed1")]
+    assert values == [results.evaluation[k].avg_at_k for k in ("low_prob", "low_prob-seed1")]
     assert mean == pytest.approx(sum(values) / 2) and stderr == pytest.approx(abs(values[0] - values[1]) / 2)
     assert "Across 2 training seeds" in report and "2 seeds" in report
     row = next(line for line in report.splitlines() if line.startswith("| low_prob | ") and ", " in line)
@@ -71,7 +99,7 @@ def test_report_records_the_environment_and_logs_go_to_a_file(quick_demo):
     import transformers
 
     output, results, report = quick_demo
-    environment = results["environment"]
+    environment = results.environment
     assert environment["packages"]["transformers"] == transformers.__version__
     assert environment["torch_threads"] == torch.get_num_threads()
     assert f"| transformers | `{transformers.__version__}` |" in report and "torch threads" in report
@@ -83,16 +111,16 @@ def test_report_numbers_match_the_json_results(quick_demo):
     from hf_dlp.demo.curves import model_label
 
     _, results, report = quick_demo
-    for name, evaluation in results["evaluation"].items():
-        k = evaluation["num_samples"]
+    for name, evaluation in results.evaluation.items():
+        k = evaluation.num_samples
         row = next(line for line in report.splitlines() if line.startswith(f"| {model_label(name)} |"))
-        assert f"{100 * evaluation['avg_at_k']:.1f} ±" in row
-        assert f"| {100 * evaluation['pass_at_k'][str(k)]:.1f} |" in row + " "
-    delta = results["analysis"]["separation"]["delta_logp"]
-    assert f"{delta['auroc_response']:.3f}" in report
-    for row in results["replacement"]["rows"]:
-        assert f"| {row['tau']} | {100 * row['replacement_ratio']:.1f} | {100 * row['avg_at_k']:.1f} ± " in report
-    for stage, seconds in results["stage_seconds"].items():
+        assert f"{100 * evaluation.avg_at_k:.1f} ±" in row
+        assert f"| {100 * evaluation.pass_at_k[k]:.1f} |" in row + " "
+    delta = results.analysis.separation["delta_logp"]
+    assert f"{delta.auroc_response:.3f}" in report
+    for row in results.replacement.rows:
+        assert f"| {row.tau} | {100 * row.replacement_ratio:.1f} | {100 * row.avg_at_k:.1f} ± " in report
+    for stage, seconds in results.stage_seconds.items():
         assert f"| {stage} | {seconds:.1f} |" in report
     assert "claims held" in report
 
@@ -104,11 +132,8 @@ def test_report_checks_the_readme_numbers_when_the_settings_match(quick_demo, tm
     output, results, report = quick_demo
     record = json.loads((output / "headline_numbers.json").read_text())
     numbers = record["numbers"]
-    assert numbers["Avg@k base"] == results["evaluation"]["base"]["avg_at_k"]
-    assert (
-        numbers["AUROC (response means) delta_logp"]
-        == results["analysis"]["separation"]["delta_logp"]["auroc_response"]
-    )
+    assert numbers["Avg@k base"] == results.evaluation["base"].avg_at_k
+    assert numbers["AUROC (response means) delta_logp"] == results.analysis.separation["delta_logp"].auroc_response
     assert any(name.startswith("claim: ") for name in numbers) and "output_dir" not in record["config"]
     assert "No shipped numbers for these settings" in report  # --seed 3 --quick: not the README's run
 
@@ -128,11 +153,12 @@ def test_report_checks_the_readme_numbers_when_the_settings_match(quick_demo, tm
 
 
 def test_the_shipped_numbers_are_for_the_default_toy_demo():
-    from hf_dlp.demo.expected import headline_record, load_expected
+    from hf_dlp.demo.config import RUN_LOCAL_FIELDS
+    from hf_dlp.demo.expected import load_expected
 
     shipped = load_expected("toy")
-    config = DemoConfig()
-    assert shipped["config"] == headline_record({"config": config.to_dict()}, {})["config"]
+    settings = json.loads(json.dumps(DemoConfig().to_dict()))
+    assert shipped["config"] == {key: value for key, value in settings.items() if key not in RUN_LOCAL_FIELDS}
     assert shipped["environment"]["cpu_kernels"]["pinned"]
 
 
@@ -159,16 +185,17 @@ def test_demo_config_validation():
 
 def test_a_rerun_with_the_same_settings_reuses_every_finished_stage(quick_demo):
     output, results, _ = quick_demo
-    config = DemoConfig(**{**results["config"], "methods": tuple(results["config"]["methods"])})
-    again = run_demo(config)
-    assert set(again["reused_stages"]) == set(results["stage_seconds"]) - {"1. base model"}
-    assert again["evaluation"] == results["evaluation"]
-    assert again["run_fingerprint"] == results["run_fingerprint"]
+    again = run_demo(results.config)
+    assert isinstance(again, DemoResults)
+    assert set(again.reused_stages) == set(results.stage_seconds) - {"1. base model"}
+    assert again.evaluation == results.evaluation and again.analysis == results.analysis
+    assert again.replacement == results.replacement and again.training == results.training
+    assert again.run_fingerprint == results.run_fingerprint
 
 
 def test_a_run_with_other_settings_is_refused_before_any_work(quick_demo):
     output, results, _ = quick_demo
-    config = DemoConfig(**{**results["config"], "methods": tuple(results["config"]["methods"]), "seed": 4})
+    config = dataclasses.replace(results.config, seed=4)
     before = {path: path.stat().st_mtime_ns for path in output.rglob("*") if path.is_file()}
     with pytest.raises(ValueError, match=r"other settings \(seed: 3 there, 4 now\).*--overwrite"):
         run_demo(config)
@@ -179,26 +206,26 @@ def test_overwrite_redoes_only_the_stages_whose_settings_changed(quick_demo, tmp
     output, results, _ = quick_demo
     copy = tmp_path / "demo"
     shutil.copytree(output, copy)
-    settings = {**results["config"], "methods": tuple(results["config"]["methods"]), "output_dir": str(copy)}
-    changed = run_demo(DemoConfig(**{**settings, "sweep_samples": 2}), overwrite=True)
-    sweeps = {name for name in changed["stage_seconds"] if name.startswith("5")}
-    assert set(changed["reused_stages"]) == set(changed["stage_seconds"]) - sweeps - {"1. base model"}
-    assert changed["replacement"]["settings"]["num_samples"] == 2
+    changed = run_demo(dataclasses.replace(results.config, output_dir=str(copy), sweep_samples=2), overwrite=True)
+    sweeps = {name for name in changed.stage_seconds if name.startswith("5")}
+    assert set(changed.reused_stages) == set(changed.stage_seconds) - sweeps - {"1. base model"}
+    assert changed.replacement.settings["num_samples"] == 2
     assert json.loads((copy / "run.json").read_text())["status"] == "finished"
-    assert json.loads((copy / "results.json").read_text())["run_fingerprint"] == changed["run_fingerprint"]
+    assert DemoResults.load(copy).run_fingerprint == changed.run_fingerprint
 
 
 def test_each_generator_gets_its_own_taus_and_the_replacement_sweeps_references(quick_demo, tmp_path):
     output, results, _ = quick_demo
     copy = tmp_path / "demo"
     shutil.copytree(output, copy)
-    settings = {**results["config"], "methods": tuple(results["config"]["methods"]), "output_dir": str(copy)}
     taus = {"rl": [-0.05], "base": [-0.6]}
-    changed = run_demo(DemoConfig(**{**settings, "extrapolation_taus": taus}), overwrite=True)
-    assert "5a. replacement sweep" in changed["reused_stages"]
-    for generator, sweep in changed["extrapolation"].items():
-        assert {row["tau"] for row in sweep["rows"]} == set(taus[generator])
-        assert sweep["references"] == changed["replacement"]["references"]
+    changed = run_demo(
+        dataclasses.replace(results.config, output_dir=str(copy), extrapolation_taus=taus), overwrite=True
+    )
+    assert "5a. replacement sweep" in changed.reused_stages
+    for generator, sweep in changed.extrapolation.items():
+        assert {row.tau for row in sweep.rows} == set(taus[generator])
+        assert sweep.references == changed.replacement.references
     assert DemoConfig(extrapolation_taus=taus).taus_for("base") == [-0.6]
     assert DemoConfig(extrapolation_taus=[-0.3]).taus_for("rl") == [-0.3]
     with pytest.raises(
@@ -224,10 +251,8 @@ def test_an_interrupted_run_resumes_without_mixing(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "demo" / "run.json").read_text())["status"] == "running"
     monkeypatch.undo()
     resumed = run_demo(config)
-    assert {"train/none", "train/low_prob", "3. evaluation/base", "3. evaluation/none"} <= set(
-        resumed["reused_stages"]
-    )
-    assert "4. analysis" not in resumed["reused_stages"]
+    assert {"train/none", "train/low_prob", "3. evaluation/base", "3. evaluation/none"} <= set(resumed.reused_stages)
+    assert "4. analysis" not in resumed.reused_stages
     assert (tmp_path / "demo" / "report.md").exists()
 
 
@@ -256,9 +281,9 @@ def test_an_interrupted_sweep_keeps_its_finished_cells(tmp_path, monkeypatch):
     stamp = finished.stat().st_mtime_ns
     monkeypatch.undo()
     resumed = run_demo(config)
-    assert "5a. replacement sweep" not in resumed["reused_stages"]
+    assert "5a. replacement sweep" not in resumed.reused_stages
     assert finished.stat().st_mtime_ns == stamp  # the finished cell was reused, not recomputed
-    assert len(list(cells.glob("*.json"))) == len(resumed["replacement"]["rows"]) + 2
+    assert len(list(cells.glob("*.json"))) == len(resumed.replacement.rows) + 2
 
 
 def test_an_interrupted_evaluation_keeps_the_models_it_evaluated(tmp_path, monkeypatch):
@@ -270,9 +295,9 @@ def test_an_interrupted_evaluation_keeps_the_models_it_evaluated(tmp_path, monke
         run_demo(config)
     monkeypatch.undo()
     resumed = run_demo(config)
-    assert "3. evaluation/base" in resumed["reused_stages"]
-    assert "3. evaluation/none" not in resumed["reused_stages"]
-    assert set(resumed["evaluation"]) == {"base", "none", "low_prob"}
+    assert "3. evaluation/base" in resumed.reused_stages
+    assert "3. evaluation/none" not in resumed.reused_stages
+    assert set(resumed.evaluation) == {"base", "none", "low_prob"}
 
 
 @pytest.mark.parametrize(
@@ -350,8 +375,8 @@ RUN_SLOW = __import__("os").environ.get("HF_DLP_RUN_SLOW") == "1"
 def test_smollm2_quick_demo_end_to_end(tmp_path):
     output = tmp_path / "smollm2"
     assert main(["demo", "--preset", "smollm2", "--quick", "--output_dir", str(output)]) == 0
-    results = json.loads((output / "results.json").read_text())
-    assert results["config"]["preset"] == "smollm2" and results["config"]["lora_rank"] == 16
+    results = DemoResults.load(output)
+    assert results.config.preset == "smollm2" and results.config.lora_rank == 16
     assert (output / "models" / "low_prob" / "model.safetensors").exists()  # LoRA merged into a plain checkpoint
     for figure in FIGURES:
         assert (output / figure).stat().st_size > 1000, figure

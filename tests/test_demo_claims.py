@@ -7,28 +7,42 @@ import random
 
 import pytest
 
-from hf_dlp.demo.claims import Claim, auroc_stderr, demo_claims
+from hf_dlp.demo import DemoConfig, DemoResults
+from hf_dlp.demo.claims import (
+    Claim,
+    TrainingComparison,
+    auroc_stderr,
+    claims_side_by_side,
+    combined_claims,
+    demo_claims,
+)
+from hf_dlp.demo.expected import EXPECTED_DIR, load_expected
 
 
 def _run(*, sweep_problems=64, sweep_samples=4, gains=None, aurocs=None, extrapolation=None):
-    """A results dict with what `demo_claims` reads: one seed, a replacement and an extrapolation sweep."""
+    """A demo run's results, in `results.json`'s form, with what `demo_claims` reads: one seed, a replacement and an
+    extrapolation sweep."""
     gains = gains or {"delta_logp": (0.40, 0.02), "kl": (0.35, 0.05), "random": (0.25, 0.05)}
     aurocs = aurocs or {"delta_logp": 0.9, "base_entropy": 0.55, "kl_rl_base": 0.45}
     extrapolation = extrapolation or {"base": [(0.0, -0.3, 0.30), (0.5, -0.3, 0.36)], "rl": [(0.5, -0.3, 0.42)]}
     references = {"base": 0.25, "rl": 0.40}
-    return {
-        "config": {"methods": ["none"], "seeds": 1, "eval_problems": 128, "sweep_problems": sweep_problems,
-                   "sweep_samples": sweep_samples, "analysis_prompts": 32, "analysis_samples": 2},
+    config = DemoConfig(methods=("none",), eval_problems=128, sweep_problems=sweep_problems,
+                        sweep_samples=sweep_samples, analysis_prompts=32, analysis_samples=2)  # fmt: skip
+    return DemoResults.from_dict({
+        "hf_dlp_version": "test", "config": config.to_dict(), "device": "cpu", "environment": {},
+        "base_model": "toy_base", "training": {},
         "evaluation": {"base": {"avg_at_k": 0.25, "num_problems": 128, "num_samples": 4, "pass_at_k": {}},
                        "none": {"avg_at_k": 0.40, "num_problems": 128, "num_samples": 4, "pass_at_k": {}}},
-        "analysis": {"separation": {m: {"auroc_response": a} for m, a in aurocs.items()}},
+        "analysis": {"summary": {}, "token_tables": {}, "table": "", "rewards": [], "prompts": [], "separation": {
+            m: {"auroc_response": a, "auroc_token": 0.5, "overlap_token": 1.0} for m, a in aurocs.items()}},
         "replacement": {"kind": "replacement", "references": references, "rows": [
             {"selection": rule, "tau": -1.0, "gamma": 0.0, "avg_at_k": acc, "replacement_ratio": ratio}
             for rule, (acc, ratio) in gains.items()]},
         "extrapolation": {g: {"kind": "extrapolation", "references": references, "rows": [
             {"selection": "delta_logp", "gamma": gamma, "tau": tau, "avg_at_k": acc, "replacement_ratio": 0.05}
             for gamma, tau, acc in rows]} for g, rows in extrapolation.items()},
-    }  # fmt: skip
+        "stage_seconds": {}, "reused_stages": [], "run_fingerprint": "",
+    })  # fmt: skip
 
 
 def _by_name(results):
@@ -98,3 +112,17 @@ def test_auroc_stderr_is_symmetric_and_shrinks_with_more_examples():
 def test_claims_show_in_their_units():
     assert Claim("x", 0.0123, 0.004, "gain per percent", "").shown("difference") == "+1.23 ± 0.40"
     assert Claim("x", -0.05, 0.02, "AUROC distance", "").shown("detectable") == "0.040"
+
+
+@pytest.mark.parametrize("preset", sorted(path.stem for path in EXPECTED_DIR.glob("*.json")))
+def test_the_shipped_claims_load_back_typed_with_their_verdicts(preset):
+    """Every claim shipped in `hf_dlp/demo/expected/<preset>.json` reads back as a `Claim` (a training claim as a
+    `TrainingComparison`) whose verdict and detectable difference are the ones stored beside it."""
+    shipped = load_expected(preset)["claims"]
+    for data in shipped:
+        kind = TrainingComparison if "first" in data else Claim
+        claim = kind.from_dict(data)
+        assert (claim.verdict, claim.detectable) == (data["verdict"], data["detectable"]), claim.name
+        assert claim.to_dict() == data
+    assert combined_claims(shipped, shipped) == shipped
+    assert claims_side_by_side({preset: shipped}).count("\n") == len(shipped) + 1

@@ -3,5 +3,6 @@
 from .config import DemoConfig
 from .pipeline import run_demo
 from .report import write_report
+from .results import DemoResults
 
-__all__ = ["DemoConfig", "run_demo", "write_report"]
+__all__ = ["DemoConfig", "DemoResults", "run_demo", "write_report"]

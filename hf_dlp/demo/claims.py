@@ -9,11 +9,15 @@ rendered from these objects, and `headline_numbers.json` stores them.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 from ..evaluation import EvaluationResult, binomial_stderr
 from ..sweeps.result import SweepResult, SweepRow
+
+if TYPE_CHECKING:
+    from .config import DemoConfig
+    from .results import DemoResults
 
 MAGNITUDE_METRICS = ("base_entropy", "rl_entropy", "kl_rl_base", "kl_base_rl")
 
@@ -39,6 +43,8 @@ class Claim:
     ('yes', 0.046, '+19.0 ± 2.3')
     >>> Claim("a", 0.02, 0.03, "accuracy", "").verdict
     'within noise'
+    >>> Claim.from_dict(claim.to_dict()) == claim
+    True
     """
 
     name: str
@@ -65,6 +71,14 @@ class Claim:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "verdict": self.verdict, "detectable": self.detectable}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Claim:
+        """A claim from its JSON form (`to_dict`, an entry of `headline_numbers.json`'s `"claims"`): `verdict` and
+        `detectable` follow from the numbers, and a subclass's fields (`TrainingComparison.first`, ...) are read only
+        by that subclass."""
+        known = {spec.name for spec in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 UNIT_LABELS = {
@@ -111,26 +125,26 @@ def auroc_stderr(auroc: float, positives: int, negatives: int) -> float:
     return math.sqrt(max(variance, 0.0))
 
 
-def seed_count(config: dict[str, Any]) -> int:
+def seed_count(config: DemoConfig) -> int:
     """Training seeds behind the results: one when a given RL model replaced training."""
-    return 1 if config.get("rl_model") else config.get("seeds", 1)
+    return 1 if config.rl_model else config.seeds
 
 
-def method_scores(results: dict[str, Any]) -> dict[str, tuple[list[float], float, float]]:
+def method_scores(
+    evaluation: dict[str, EvaluationResult], config: DemoConfig
+) -> dict[str, tuple[list[float], float, float]]:
     """Per model name (`base` and each trained method): its Avg@k of every seed, their mean and standard error.
 
     One seed: the binomial standard error of that Avg@k. Several: the standard error of the across-seed mean
     (sample standard deviation / sqrt(seeds)), the spread training seeds actually produce.
     """
-    evaluations = {name: EvaluationResult.from_dict(saved) for name, saved in results["evaluation"].items()}
-    config = results["config"]
     seeds = seed_count(config)
     scores = {}
-    for name in ("base", *config["methods"]):
+    for name in ("base", *config.methods):
         keys = [name] if name == "base" else [name] + [f"{name}-seed{i}" for i in range(1, seeds)]
-        values = [evaluations[key].avg_at_k for key in keys]
+        values = [evaluation[key].avg_at_k for key in keys]
         if len(values) == 1:
-            first = evaluations[keys[0]]
+            first = evaluation[keys[0]]
             mean, stderr = values[0], binomial_stderr(values[0], first.num_problems * first.num_samples)
         else:
             mean, stderr = mean_and_stderr(values)
@@ -167,35 +181,37 @@ TRAINING_CLAIMS = (  # (claim, first, second, the paper's difference: Qwen2.5-Ma
 )  # fmt: skip
 
 
-def training_comparisons(results: dict[str, Any]) -> list[TrainingComparison]:
-    """The training claims this run can judge, each with its difference and standard error.
+def training_comparisons(evaluation: dict[str, EvaluationResult], config: DemoConfig) -> list[TrainingComparison]:
+    """The training claims a run (its models' `evaluation`, its `config`) can judge, each with its difference and
+    standard error.
 
     Examples:
 
+    >>> from hf_dlp.demo import DemoConfig
     >>> scores = {"base": 0.2, "none": 0.5, "none-seed1": 0.6, "low_prob": 0.6, "low_prob-seed1": 0.7}
-    >>> run = {"config": {"methods": ["none", "low_prob"], "seeds": 2}, "evaluation": {
-    ...     name: {"avg_at_k": avg, "pass_at_k": {}, "num_problems": 100, "num_samples": 4} for name, avg in scores.items()}}
-    >>> [(c.first, c.second, round(c.difference, 3), round(c.stderr, 3), c.paired) for c in training_comparisons(run)]
+    >>> evaluation = {name: EvaluationResult(avg, {}, num_problems=100, num_samples=4, correct_counts=[])
+    ...               for name, avg in scores.items()}
+    >>> comparisons = training_comparisons(evaluation, DemoConfig(methods=("none", "low_prob"), seeds=2))
+    >>> [(c.first, c.second, round(c.difference, 3), round(c.stderr, 3), c.paired) for c in comparisons]
     [('none', 'base', 0.35, 0.054, False), ('low_prob', 'none', 0.1, 0.0, True)]
     """
-    scores = method_scores(results)
+    scores = method_scores(evaluation, config)
     return [_comparison(scores, *claim) for claim in TRAINING_CLAIMS if claim[1] in scores and claim[2] in scores]
 
 
-def sweep_samples(results: dict[str, Any]) -> int:
+def sweep_samples(config: DemoConfig) -> int:
     """Samples behind each sweep accuracy: the sweep's problems (at most the evaluation's) times its samples."""
-    config = results["config"]
-    return min(config["sweep_problems"], config["eval_problems"]) * config["sweep_samples"]
+    return min(config.sweep_problems, config.eval_problems) * config.sweep_samples
 
 
-def _separation_claim(results: dict[str, Any]) -> Claim:
+def _separation_claim(results: DemoResults) -> Claim:
     """Δlog p's AUROC distance from 0.5 against the best magnitude metric's (response means, each source's
     responses as the two classes; Hanley-McNeil standard errors, combined as if independent)."""
-    config, separation = results["config"], results["analysis"]["separation"]
-    per_source = min(config["analysis_prompts"], config["eval_problems"]) * config["analysis_samples"]
-    distance = {metric: abs(stats["auroc_response"] - 0.5) for metric, stats in separation.items()}
+    config, separation = results.config, results.analysis.separation
+    per_source = min(config.analysis_prompts, config.eval_problems) * config.analysis_samples
+    distance = {metric: stats.distance for metric, stats in separation.items()}
     rival = max((m for m in MAGNITUDE_METRICS if m in distance), key=distance.get)
-    errors = [auroc_stderr(separation[m]["auroc_response"], per_source, per_source) for m in ("delta_logp", rival)]
+    errors = [auroc_stderr(separation[m].auroc_response, per_source, per_source) for m in ("delta_logp", rival)]
     return Claim(
         "Δlog p separates the sources better than entropy and KL",
         distance["delta_logp"] - distance[rival],
@@ -205,9 +221,10 @@ def _separation_claim(results: dict[str, Any]) -> Claim:
     )
 
 
-def replacement_gains(results: dict[str, Any]) -> dict[str, tuple[SweepRow, float]]:
-    """Per selection rule: its row with the most accuracy gained per percent of tokens replaced, and that gain."""
-    sweep, best = SweepResult.from_dict(results["replacement"]), {}
+def replacement_gains(sweep: SweepResult) -> dict[str, tuple[SweepRow, float]]:
+    """Per selection rule of a replacement `sweep`: its row with the most accuracy gained per percent of tokens
+    replaced, and that gain."""
+    best = {}
     base = sweep.references["base"]
     for row in sweep.rows:
         if row.replacement_ratio > 0:
@@ -217,17 +234,17 @@ def replacement_gains(results: dict[str, Any]) -> dict[str, tuple[SweepRow, floa
     return best
 
 
-def _replacement_claim(results: dict[str, Any]) -> Claim | None:
+def _replacement_claim(results: DemoResults) -> Claim | None:
     """Δlog p's accuracy gained per percent replaced against the best other rule's. Both gains share the base
     reference b: g = (a − b) / r, so Var(g₁ − g₂) = Var(a₁)/r₁² + Var(a₂)/r₂² + Var(b)(1/r₁ − 1/r₂)²."""
-    gains, n = replacement_gains(results), sweep_samples(results)
+    gains, n = replacement_gains(results.replacement), sweep_samples(results.config)
     others = [rule for rule in gains if rule != "delta_logp"]
     if "delta_logp" not in gains or not others:
         return None
     rival = max(others, key=lambda rule: gains[rule][1])
     (row_1, gain_1), (row_2, gain_2) = gains["delta_logp"], gains[rival]
     r_1, r_2 = 100 * row_1.replacement_ratio, 100 * row_2.replacement_ratio
-    base = results["replacement"]["references"]["base"]
+    base = results.replacement.references["base"]
     variance = (binomial_stderr(row_1.avg_at_k, n) / r_1) ** 2 + (binomial_stderr(row_2.avg_at_k, n) / r_2) ** 2
     variance += binomial_stderr(base, n) ** 2 * (1 / r_1 - 1 / r_2) ** 2
     return Claim(
@@ -246,13 +263,12 @@ PAPER_EXTRAPOLATION = {
 PAPER_OVER_REPLACEMENT = "+3.8 (DAPO-32B: 55.42 vs selective replace 51.67, Fig. 4)"
 
 
-def _extrapolation_claims(results: dict[str, Any]) -> list[Claim]:
+def _extrapolation_claims(results: DemoResults) -> list[Claim]:
     """Per generator: the best γ > 0 against the RL model alone; with the base generating, also against γ = 0 at the
     same τ (the paper's Selective Replace). Binomial standard errors, as if independent; the best of several
     cells is an optimistic pick, so a "yes" from a large grid deserves a second look."""
-    claims, n = [], sweep_samples(results)
-    for generator, saved in results["extrapolation"].items():
-        sweep = SweepResult.from_dict(saved)
+    claims, n = [], sweep_samples(results.config)
+    for generator, sweep in results.extrapolation.items():
         extrapolated = [row for row in sweep.rows if row.gamma > 0]
         if not extrapolated:
             continue
@@ -281,9 +297,9 @@ def _extrapolation_claims(results: dict[str, Any]) -> list[Claim]:
     return claims
 
 
-def demo_claims(results: dict[str, Any]) -> list[Claim]:
+def demo_claims(results: DemoResults) -> list[Claim]:
     """Every claim a demo run (its `results.json`) can judge, in the report's order."""
-    claims: list[Claim] = list(training_comparisons(results))
+    claims: list[Claim] = list(training_comparisons(results.evaluation, results.config))
     claims.append(_separation_claim(results))
     replacement = _replacement_claim(results)
     if replacement is not None:
@@ -334,7 +350,7 @@ def claims_side_by_side(runs: dict[str, list[dict[str, Any]]]) -> str:
             if data is None:
                 cells.append("—")
                 continue
-            claim = Claim(**{key: data[key] for key in ("name", "difference", "stderr", "unit", "paper", "per_seed")})
+            claim = Claim.from_dict(data)
             shown = "**yes**" if claim.verdict == "yes" else claim.verdict
             cells.append(f"{shown}: {claim.shown('difference')} (detectable {claim.shown('detectable')})")
         lines.append(f"| {name} ({UNIT_LABELS[first['unit']]}) | {first['paper']} | " + " | ".join(cells) + " |")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .claims import mean_and_stderr
+from .results import TrainingHistory
 
 # (log key, panel title, transform). The ±1 reward's mean r gives the training accuracy (r + 1) / 2.
 PANELS = (
@@ -24,18 +25,11 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def _series(history: list[dict], key: str, transform, window: int) -> dict[int, float]:
-    points = [(entry.get("step", i + 1), entry[key]) for i, entry in enumerate(history) if key in entry]
-    if not points:
-        return {}
-    steps, values = zip(*points, strict=True)
-    values = [transform(float(v)) if transform else float(v) for v in values]
-    return dict(zip(steps, _smooth(values, window), strict=True))
-
-
-def _method(run: str) -> str:
-    """`low_prob-seed2` → `low_prob`: the runs of one method with different seeds."""
-    return run.split("-seed")[0]
+def _series(history: TrainingHistory, run: str, key: str, transform, window: int) -> dict[int, float]:
+    """Step → the moving average of `key` (transformed) over the logged steps of `run`."""
+    points = history.series(run, key)
+    values = [transform(value) if transform else value for value in points.values()]
+    return dict(zip(points, _smooth(values, window), strict=True))
 
 
 def model_label(name: str) -> str:
@@ -54,22 +48,22 @@ def model_label(name: str) -> str:
     return weighting_label(method) + (f", seed {seed}" if seed else "")
 
 
-def plot_training_curves(histories: dict[str, list[dict]], path: str | Path | None = None, window: int = 10):
+def plot_training_curves(history: TrainingHistory, path: str | Path | None = None, window: int = 10):
     """Plot each quantity in `PANELS` (moving average over `window` logged steps): one line per run, or, for a
     method trained with several seeds (`none`, `none-seed1`, ...), the across-seed mean with a band of ± one
     standard error.
 
     Args:
-        histories (`dict[str, list[dict]]`): run name → `trainer.state.log_history` entries that hold a `reward`.
+        history (`TrainingHistory`): the runs' logged steps (`DemoResults.training`).
         path (`str` or `Path`, *optional*): where to write the PNG.
 
     Examples:
 
-    >>> history = [{"step": s, "reward": -0.5 + 0.1 * s, "entropy": 0.3} for s in range(1, 4)]
-    >>> figure = plot_training_curves({"none": history})
+    >>> steps = [{"step": s, "reward": -0.5 + 0.1 * s, "entropy": 0.3} for s in range(1, 4)]
+    >>> figure = plot_training_curves(TrainingHistory({"none": steps}))
     >>> len(figure.axes)
     4
-    >>> seeds = {"none": history, "none-seed1": [{**entry, "reward": 0.0} for entry in history]}
+    >>> seeds = TrainingHistory({"none": steps, "none-seed1": [{**entry, "reward": 0.0} for entry in steps]})
     >>> reward = plot_training_curves(seeds, window=1).axes[0]
     >>> [line.get_label() for line in reward.lines], len(reward.collections)  # a mean line and its band
     (['DAPO (none) (2 seeds, mean ± s.e.)'], 1)
@@ -78,13 +72,11 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | Path | No
 
     figure = Figure(figsize=(4.2 * len(PANELS), 3.4))
     axes = figure.subplots(1, len(PANELS))
-    groups: dict[str, list[str]] = {}
-    for run in histories:
-        groups.setdefault(_method(run), []).append(run)
+    groups = history.by_method()
     colors = {method: f"C{index}" for index, method in enumerate(groups)}  # one color per method in every panel
     for ax, (key, title, transform) in zip(axes, PANELS, strict=True):
         for method, runs in groups.items():
-            series = [curve for run in runs if (curve := _series(histories[run], key, transform, window))]
+            series = [curve for run in runs if (curve := _series(history, run, key, transform, window))]
             if not series:
                 continue
             if len(series) == 1:

@@ -13,10 +13,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..sweeps.result import SweepResult
 from .config import RUN_LOCAL_FIELDS
+
+if TYPE_CHECKING:
+    from .config import DemoConfig
+    from .results import DemoResults
 
 EXTRAPOLATION_LABEL = "extrapolation ({generator} generates)"
 """How the headline numbers name an extrapolation sweep (`headline_numbers`, read back by `extrapolation_cells`)."""
@@ -33,41 +36,49 @@ DECIMALS = 4
 AUROCs come from float32 metric values, whose last bits may differ between CPUs without changing any verdict)."""
 
 
-def _comparable_config(config: dict[str, Any]) -> dict[str, Any]:
+def _comparable_config(config: DemoConfig) -> dict[str, Any]:
     """The settings that decide the numbers (not where the output goes, nor how many worker processes shared the
     work), as JSON has them (tuples as lists)."""
-    kept = {key: value for key, value in config.items() if key not in RUN_LOCAL_FIELDS}
+    kept = {key: value for key, value in config.to_dict().items() if key not in RUN_LOCAL_FIELDS}
     return json.loads(json.dumps(kept, default=str))
 
 
-def headline_numbers(results: dict[str, Any], verdicts: dict[str, str]) -> dict[str, Any]:
+def headline_numbers(results: DemoResults, verdicts: dict[str, str]) -> dict[str, Any]:
     """The numbers of a demo run the README quotes, as a flat `{name: value}` table.
 
     Args:
-        results (`dict`): the demo's results (as saved in `results.json`).
+        results (`DemoResults`): the demo's results.
         verdicts (`dict[str, str]`): each claim and whether it held (`"yes"`, `"no"`, `"within noise"`).
 
     Examples:
 
-    >>> results = {"evaluation": {"base": {"avg_at_k": 0.25, "pass_at_k": {"1": 0.25, "2": 0.5}}}}
+    >>> from hf_dlp.demo.config import DemoConfig
+    >>> from hf_dlp.demo.results import DemoAnalysis, DemoResults, Separation
+    >>> from hf_dlp.evaluation import EvaluationResult
+    >>> from hf_dlp.sweeps import SweepResult
+    >>> results = DemoResults(
+    ...     config=DemoConfig(), device="cpu", base_model="toy_base",
+    ...     evaluation={"base": EvaluationResult(0.25, {1: 0.25, 2: 0.5}, num_problems=8, num_samples=2,
+    ...                                           correct_counts=[])},
+    ...     analysis=DemoAnalysis({}, {"delta_logp": Separation(0.9, 0.6, 0.8)}, {}, "", [], []),
+    ...     replacement=SweepResult("replacement", [], {"base": 0.25}), extrapolation={})
     >>> headline_numbers(results, {"RLVR training improved on the base model": "yes"})
-    {'Avg@k base': 0.25, 'Pass@2 base': 0.5, 'claim: RLVR training improved on the base model': 'yes'}
+    {'Avg@k base': 0.25, 'Pass@2 base': 0.5, 'AUROC (response means) delta_logp': 0.9,
+     'replacement: base reference': 0.25, 'claim: RLVR training improved on the base model': 'yes'}
     """
     numbers: dict[str, Any] = {}
-    for name, evaluation in results.get("evaluation", {}).items():
-        numbers[f"Avg@k {name}"] = evaluation["avg_at_k"]
-        k = max(evaluation["pass_at_k"], key=int)
-        numbers[f"Pass@{k} {name}"] = evaluation["pass_at_k"][k]
-    for metric, separation in results.get("analysis", {}).get("separation", {}).items():
-        numbers[f"AUROC (response means) {metric}"] = separation["auroc_response"]
-    sweeps = [("replacement", results["replacement"])] if "replacement" in results else []
-    sweeps += [
-        (EXTRAPOLATION_LABEL.format(generator=gen), sweep) for gen, sweep in results.get("extrapolation", {}).items()
-    ]
+    for name, evaluation in results.evaluation.items():
+        numbers[f"Avg@k {name}"] = evaluation.avg_at_k
+        k = max(evaluation.pass_at_k)
+        numbers[f"Pass@{k} {name}"] = evaluation.pass_at_k[k]
+    for metric, separation in results.analysis.separation.items():
+        numbers[f"AUROC (response means) {metric}"] = separation.auroc_response
+    sweeps = [("replacement", results.replacement)]
+    sweeps += [(EXTRAPOLATION_LABEL.format(generator=gen), sweep) for gen, sweep in results.extrapolation.items()]
     for label, sweep in sweeps:
-        for reference, value in sweep.get("references", {}).items():
+        for reference, value in sweep.references.items():
             numbers[f"{label}: {reference} reference"] = value
-        for row in SweepResult.from_dict(sweep).rows:
+        for row in sweep.rows:
             cell = f"{label}: {row.selection} τ={row.tau} γ={row.gamma}"
             numbers[f"{cell} Avg@k"] = row.avg_at_k
             numbers[f"{cell} replaced"] = row.replacement_ratio
@@ -102,12 +113,12 @@ def extrapolation_cells(numbers: dict[str, Any]) -> tuple[list[dict[str, Any]], 
     return [cells[key] for key in sorted(cells)], references
 
 
-def headline_record(results: dict[str, Any], verdicts: dict[str, str]) -> dict[str, Any]:
+def headline_record(results: DemoResults, verdicts: dict[str, str]) -> dict[str, Any]:
     """What `headline_numbers.json` holds: the settings, the environment and the numbers."""
     return {
-        "hf_dlp_version": results.get("hf_dlp_version"),
-        "config": _comparable_config(results["config"]),
-        "environment": results.get("environment"),
+        "hf_dlp_version": results.hf_dlp_version,
+        "config": _comparable_config(results.config),
+        "environment": results.environment,
         "numbers": headline_numbers(results, verdicts),
     }
 

@@ -18,8 +18,11 @@ import torch
 from .. import __version__
 from ..cpu_kernels import cpu_kernels, pin_cpu_kernels
 from ..distributed import default_device, is_main_process, num_processes
+from ..evaluation import EvaluationResult
 from ..extrapolation.config import GENERATOR_ROLES
+from ..sweeps.result import SweepResult
 from .config import RUN_LOCAL_FIELDS, DemoConfig
+from .results import RESULTS_FILE, DemoAnalysis, DemoResults, TrainingHistory
 from .stages import StageJob, StageRecords, StageRunner, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -152,7 +155,7 @@ def _evaluate_job(config: DemoConfig, model_path: str, tokenizer, dataset) -> di
     return _evaluate(load_causal_lm(model_path, dtype=config.dtype, device=_device()), tokenizer, dataset, config)
 
 
-def _evaluate_all(stages: StageRunner, model_paths: dict[str, str], tokenizer, dataset) -> dict[str, Any]:
+def _evaluate_all(stages: StageRunner, model_paths: dict[str, str], tokenizer, dataset) -> dict[str, EvaluationResult]:
     """Evaluate every model, one stage each (`3. evaluation/<model>`): an interrupted run keeps the models it has
     evaluated, and a model whose training was redone is evaluated again."""
     jobs = []
@@ -163,10 +166,10 @@ def _evaluate_all(stages: StageRunner, model_paths: dict[str, str], tokenizer, d
         args = (stages.config, path, tokenizer, dataset)
         jobs.append(StageJob(f"3. evaluation/{name}", inputs, _evaluate_job, args))
     values = stages.run_jobs(jobs, workers=stages.config.workers, description="3. evaluation", unit="model")
-    return {name: values[f"3. evaluation/{name}"] for name in model_paths}
+    return {name: EvaluationResult.from_dict(values[f"3. evaluation/{name}"]) for name in model_paths}
 
 
-def _analysis(base_model, rl_model, tokenizer, rows, config: DemoConfig, folder: Path) -> dict[str, Any]:
+def _analysis(base_model, rl_model, tokenizer, rows, config: DemoConfig, folder: Path) -> DemoAnalysis:
     """Fig. 1b on `rows` (the first evaluation problems), with the token tables and the HTML page."""
     from ..analysis import analyze_responses, generate_responses
     from ..rewards import accuracy_reward
@@ -189,14 +192,7 @@ def _analysis(base_model, rl_model, tokenizer, rows, config: DemoConfig, folder:
     prompts = [_prompt_text(prompt) for prompt in responses["prompt"]]
     if is_main_process():
         report.save(folder, html=True, rewards=rewards, prompts=prompts)
-    return {
-        "summary": report.summary(),
-        "separation": report.separation(),
-        "token_tables": report.token_table(),
-        "table": report.format_table(tokens=False),
-        "rewards": rewards,
-        "prompts": prompts,
-    }
+    return DemoAnalysis.from_report(report, rewards=rewards, prompts=prompts)
 
 
 def _prompt_text(prompt: Any) -> str:
@@ -206,18 +202,17 @@ def _prompt_text(prompt: Any) -> str:
     return str(prompt)
 
 
-def _analysis_page(output: Path, results: dict[str, Any]) -> None:
+def _analysis_page(output: Path, analysis: DemoAnalysis, replacement: SweepResult) -> None:
     """Write the analysis page again, now with the responses the replacement sweep changed and its swaps marked."""
     from ..analysis import AnalysisReport, write_analysis_page
-    from ..sweeps import SweepResult, replaced_responses
+    from ..sweeps import replaced_responses
 
-    analysis = results["analysis"]
     write_analysis_page(
         AnalysisReport.load(output / "analysis"),
         output / "analysis",
-        rewards=analysis["rewards"],
-        prompts=analysis["prompts"],
-        replaced=replaced_responses(SweepResult.from_dict(results["replacement"])),
+        rewards=analysis.rewards,
+        prompts=analysis.prompts,
+        replaced=replaced_responses(replacement),
     )
 
 
@@ -228,21 +223,21 @@ def _extrapolation_stage(generator: str) -> str:
     return f"5b. extrapolation sweep ({generator} generates)"
 
 
-def _redraw_reused_sweeps(output: Path, results: dict[str, Any], reused: list[str]) -> None:
+def _redraw_reused_sweeps(output: Path, results: DemoResults) -> None:
     """Draw again the figures of the sweeps this run reused from an earlier one, so they look as this version draws
     them (with error bars); a sweep computed now drew its own."""
-    from ..sweeps import SweepResult
-
-    sweeps = {REPLACEMENT_STAGE: ("replacement", results["replacement"])}
+    sweeps = {REPLACEMENT_STAGE: ("replacement", results.replacement)}
     sweeps.update({_extrapolation_stage(generator): (f"extrapolation_{generator}", sweep)
-                   for generator, sweep in results["extrapolation"].items()})  # fmt: skip
+                   for generator, sweep in results.extrapolation.items()})  # fmt: skip
     for stage, (folder, sweep) in sweeps.items():
-        if stage in reused:
-            result = SweepResult.from_dict(sweep)
-            result.plot(output / folder / f"{result.kind}_sweep.png")
+        if stage in results.reused_stages:
+            sweep.plot(output / folder / f"{sweep.kind}_sweep.png")
 
 
-def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, output: Path) -> dict[str, Any]:
+def _sweeps(
+    stages: StageRunner, base_model, rl_model, tokenizer, dataset, output: Path
+) -> tuple[SweepResult, dict[str, SweepResult]]:
+    """The replacement sweep, then the extrapolation sweep of each generator (on the replacement's references)."""
     from ..sweeps import extrapolation_sweep, replacement_sweep
 
     config = stages.config
@@ -257,9 +252,8 @@ def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, outpu
         block_size=config.block_size,
         generation_config=_generation_config(config, config.top_p),
     )
-    results: dict[str, Any] = {}
     inputs = stages.inputs(SWEEP_FIELDS, "train/none", replacement_taus=config.replacement_taus)
-    results["replacement"] = stages.run(
+    saved = stages.run(
         REPLACEMENT_STAGE,
         inputs,
         lambda: replacement_sweep(
@@ -272,7 +266,7 @@ def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, outpu
         files=(output / "replacement",),
         resumable=True,  # its finished cells survive an interruption (`hf_dlp.sweeps.cells`)
     )
-    results["extrapolation"] = {}
+    replacement, extrapolation = SweepResult.from_dict(saved), {}
     for generator in GENERATOR_ROLES:
         taus = config.taus_for(generator)
         # The two models alone were evaluated by the replacement sweep, on the same problems and sampling.
@@ -284,21 +278,22 @@ def _sweeps(stages: StageRunner, base_model, rl_model, tokenizer, dataset, outpu
             gammas=config.extrapolation_gammas,
             taus=taus,
         )
-        results["extrapolation"][generator] = stages.run(
+        saved = stages.run(
             _extrapolation_stage(generator),
             inputs,
             lambda generator=generator, taus=taus: extrapolation_sweep(
                 gammas=config.extrapolation_gammas,
                 taus=taus,
                 generator=generator,
-                references=results["replacement"]["references"],
+                references=replacement.references,
                 output_dir=output / f"extrapolation_{generator}",
                 **common,
             ).to_dict(),
             files=(output / f"extrapolation_{generator}",),
             resumable=True,
         )
-    return results
+        extrapolation[generator] = SweepResult.from_dict(saved)
+    return replacement, extrapolation
 
 
 def model_folder(output: Path, method: str, seed_index: int) -> Path:
@@ -306,15 +301,15 @@ def model_folder(output: Path, method: str, seed_index: int) -> Path:
     return output / "models" / (method if seed_index == 0 else f"{method}-seed{seed_index}")
 
 
-def _train_all(stages: StageRunner, base_path: str, tokenizer, output: Path) -> dict[str, list[dict]]:
-    """Train every method with every seed; return the reward histories, keyed like the evaluation (`low_prob`,
+def _train_all(stages: StageRunner, base_path: str, tokenizer, output: Path) -> TrainingHistory:
+    """Train every method with every seed; return the logged steps, keyed like the evaluation (`low_prob`,
     `low_prob-seed1`, ...)."""
     from .training import train_rl_model
 
     config = stages.config
     if config.rl_model is not None:  # a given pair: nothing to train, the RL model is the stages' upstream
         stages.fingerprints["train/none"] = fingerprint({"rl_model": config.rl_model, "dtype": config.dtype})
-        return {}
+        return TrainingHistory()
     # Enough problems that no run sees one twice (4000 at least: the toy default); the same problems for every run.
     num_problems = max(4000, config.train_steps * config.prompts_per_step)
     train_dataset = _load_dataset(config, config.train_dataset, num_examples=num_problems, seed=config.seed + 17,
@@ -331,7 +326,7 @@ def _train_all(stages: StageRunner, base_path: str, tokenizer, output: Path) -> 
                                  kwargs={"progress": config.workers == 1}, files=(directory,)))  # fmt: skip
     values = stages.run_jobs(jobs, workers=config.workers, description="2. training", unit="run",
                              show_bar=config.workers > 1)  # fmt: skip
-    return {job.name.removeprefix("train/"): values[job.name] for job in jobs}
+    return TrainingHistory({job.name.removeprefix("train/"): values[job.name] for job in jobs})
 
 
 def _model_paths(config: DemoConfig, base_path: str, output: Path) -> dict[str, str]:
@@ -346,8 +341,9 @@ def _model_paths(config: DemoConfig, base_path: str, output: Path) -> dict[str, 
     return paths
 
 
-def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
-    """Run every stage, write `results.json`, the figures and `report.md` into `config.output_dir`; return results.
+def run_demo(config: DemoConfig, *, overwrite: bool = False) -> DemoResults:
+    """Run every stage, write `results.json`, the figures and `report.md` into `config.output_dir`; return the
+    results (`DemoResults`, which `DemoResults.load(config.output_dir)` reads back).
 
     A rerun into the same folder with the same settings reuses the stages that finished; `overwrite=True` accepts a
     folder that holds a run with other settings and redoes the stages whose settings changed.
@@ -375,15 +371,10 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     run_inputs = {**{k: v for k, v in config.to_dict().items() if k not in RUN_LOCAL_FIELDS},
                   "hf_dlp_version": __version__}  # fmt: skip
     stages = StageRunner(StageRecords(output, run_inputs, overwrite=overwrite), config)
-    for stale in (output / "report.md", output / "results.json"):
+    for stale in (output / "report.md", output / RESULTS_FILE):
         if is_main_process():
             stale.unlink(missing_ok=True)  # written again, last, so they never describe another run's stages
-    results: dict[str, Any] = {
-        "hf_dlp_version": __version__,
-        "config": config.to_dict(),
-        "device": _device(),
-        "environment": environment(),
-    }
+    run_environment = environment()
     torch.manual_seed(config.seed)
 
     start = time.perf_counter()
@@ -391,38 +382,45 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False) -> dict[str, Any]:
     base_model = load_causal_lm(base_path, dtype=config.dtype, device=_device())
     tokenizer = load_tokenizer(base_path)
     stages.seconds["1. base model"] = time.perf_counter() - start
-    results["base_model"] = base_path
 
-    histories = _train_all(stages, base_path, tokenizer, output)
-    if histories and is_main_process():
+    training = _train_all(stages, base_path, tokenizer, output)
+    if training.runs and is_main_process():
         # A moving average over 10 logged steps, fewer for short runs (16 steps: 3).
         window = max(1, min(10, config.train_steps // 5))
-        plot_training_curves(histories, output / "training_curves.png", window=window)
-    results["training"] = histories
+        plot_training_curves(training, output / "training_curves.png", window=window)
 
     model_paths = _model_paths(config, base_path, output)
     eval_dataset = _load_dataset(config, config.eval_dataset, num_examples=config.eval_problems,
                                  seed=config.seed + 1234, split=config.eval_split)  # fmt: skip
-    results["evaluation"] = _evaluate_all(stages, model_paths, tokenizer, eval_dataset)
+    evaluation = _evaluate_all(stages, model_paths, tokenizer, eval_dataset)
     rl_model = load_causal_lm(model_paths["none"], dtype=config.dtype, device=_device())
     rows = eval_dataset.select(range(min(config.analysis_prompts, len(eval_dataset))))
-    results["analysis"] = stages.run(
+    analysis = stages.run(
         "4. analysis",
         stages.inputs(ANALYSIS_FIELDS, "train/none"),
-        lambda: _analysis(base_model, rl_model, tokenizer, rows, config, output / "analysis"),
+        lambda: _analysis(base_model, rl_model, tokenizer, rows, config, output / "analysis").to_dict(),
         files=(output / "analysis",),
     )
     sweep_dataset = eval_dataset.select(range(min(config.sweep_problems, len(eval_dataset))))
-    results.update(_sweeps(stages, base_model, rl_model, tokenizer, sweep_dataset, output))
+    replacement, extrapolation = _sweeps(stages, base_model, rl_model, tokenizer, sweep_dataset, output)
+    results = DemoResults(
+        config=config,
+        device=_device(),
+        base_model=base_path,
+        evaluation=evaluation,
+        analysis=DemoAnalysis.from_dict(analysis),
+        replacement=replacement,
+        extrapolation=extrapolation,
+        training=training,
+        environment=run_environment,
+        stage_seconds=stages.seconds,
+        reused_stages=stages.reused,
+        run_fingerprint=stages.records.run_fingerprint,
+    )
     if is_main_process():
-        _analysis_page(output, results)
-        _redraw_reused_sweeps(output, results, stages.reused)
-
-    results["stage_seconds"] = stages.seconds
-    results["reused_stages"] = stages.reused
-    results["run_fingerprint"] = stages.records.run_fingerprint
-    if is_main_process():
-        (output / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        _analysis_page(output, results.analysis, results.replacement)
+        _redraw_reused_sweeps(output, results)
+        results.save(output)
         path = write_report(results, output)
         logger.info("Report: %s", path)
         _log_expected(output, config.preset)

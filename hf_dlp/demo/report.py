@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..evaluation import EvaluationResult, binomial_stderr
+from ..evaluation import binomial_stderr
 from ..selection_rules import rule_label
 from ..sweeps import SweepResult, format_swaps_table
 from .claims import (
@@ -22,6 +22,9 @@ from .claims import (
 )
 from .curves import model_label
 from .expected import DECIMALS, HEADLINE_FILE, compare_with_expected, headline_record, load_expected
+
+if TYPE_CHECKING:
+    from .results import DemoResults, TrainingHistory
 
 # The paper's numbers (../shared/paper.md; Table 2, Fig. 1c, Fig. 4). Models are 7B-32B; ours are ~100k parameters.
 PAPER_TABLE2 = [  # Qwen2.5-Math-7B, AIME24 Avg@32 and average Pass@16 over AIME24/AIME25/AMC
@@ -69,8 +72,8 @@ def _comparisons_table(comparisons: list[TrainingComparison]) -> str:
     return _table(["difference", "per seed", "mean ± s.e.", "smallest detectable (2 s.e.)", "held"], rows)
 
 
-def _evaluation_section(results: dict[str, Any]) -> str:
-    evaluations = {name: EvaluationResult.from_dict(saved) for name, saved in results["evaluation"].items()}
+def _evaluation_section(results: DemoResults) -> str:
+    evaluations = results.evaluation
     any_result = next(iter(evaluations.values()))
     k = any_result.num_samples
     rows = []
@@ -81,12 +84,11 @@ def _evaluation_section(results: dict[str, Any]) -> str:
     paper = _table(
         ["paper (Qwen2.5-Math-7B)", "AIME24 Avg@32", "avg Pass@16"], [[name, a, p] for name, a, p in PAPER_TABLE2]
     )
-    scores = method_scores(results)
+    scores = method_scores(results.evaluation, results.config)
     seeds = max(len(values) for values, _, _ in scores.values())
     text = (
         f"## 3. Evaluation (Avg@{k}, Pass@k; {any_result.num_problems} held-out problems, temperature 1.0, "
-        f"top-p {results['config']['top_p']})\n\n"
-        + _table(["model", f"Avg@{k} (± s.e.)", "Pass@1", f"Pass@{k}"], rows)
+        f"top-p {results.config.top_p})\n\n" + _table(["model", f"Avg@{k} (± s.e.)", "Pass@1", f"Pass@{k}"], rows)
     )
     if seeds > 1:
         text += (
@@ -100,7 +102,7 @@ def _evaluation_section(results: dict[str, Any]) -> str:
                 ],
             )
         )
-    comparisons = training_comparisons(results)
+    comparisons = training_comparisons(results.evaluation, results.config)
     text += (
         "\n\nThe training claims (paired seed by seed where both sides were trained with the same seeds):\n\n"
         + _comparisons_table(comparisons)
@@ -114,19 +116,18 @@ def _evaluation_section(results: dict[str, Any]) -> str:
     return text
 
 
-def _analysis_section(results: dict[str, Any]) -> str:
-    separation = results["analysis"]["separation"]
-    summary = results["analysis"]["summary"]
+def _analysis_section(results: DemoResults) -> str:
+    analysis = results.analysis
     rows = [
         [
             METRIC_LABELS.get(metric, metric),
-            f"{summary[metric]['base']['mean']:.4f}",
-            f"{summary[metric]['rl']['mean']:.4f}",
-            f"{stats['auroc_response']:.3f}",
-            f"{stats['auroc_token']:.3f}",
-            f"{stats['overlap_token']:.3f}",
+            f"{analysis.mean(metric, 'base'):.4f}",
+            f"{analysis.mean(metric, 'rl'):.4f}",
+            f"{stats.auroc_response:.3f}",
+            f"{stats.auroc_token:.3f}",
+            f"{stats.overlap_token:.3f}",
         ]
-        for metric, stats in separation.items()
+        for metric, stats in analysis.separation.items()
     ]
     text = (
         "## 4. Identify: which metric tells RL-written from base-written text (Fig. 1b)\n\n"
@@ -164,15 +165,15 @@ def _swaps_text(sweep: SweepResult) -> str:
     )
 
 
-def _replacement_section(results: dict[str, Any]) -> str:
-    sweep = SweepResult.from_dict(results["replacement"])
+def _replacement_section(results: DemoResults) -> str:
+    sweep = results.replacement
     refs = sweep.references
-    n = sweep_samples(results)
+    n = sweep_samples(results.config)
     rows = [
         [rule_label(r.selection), r.tau, _pct(r.replacement_ratio), _with_stderr(r.avg_at_k, n)] for r in sweep.rows
     ]
     # Accuracy gained per percent of tokens replaced: the efficiency Fig. 1c compares (`hf_dlp.demo.claims`).
-    gain = {rule: value for rule, (_, value) in replacement_gains(results).items()}
+    gain = {rule: value for rule, (_, value) in replacement_gains(sweep).items()}
     text = (
         "## 5a. Token replacement: the base model generates, selected positions take the RL model's token (Fig. 1c)\n\n"
         "![Fig. 1c](replacement/replacement_sweep.png)\n\n"
@@ -187,12 +188,11 @@ def _replacement_section(results: dict[str, Any]) -> str:
     return text
 
 
-def _extrapolation_section(results: dict[str, Any]) -> str:
+def _extrapolation_section(results: DemoResults) -> str:
     parts = ["## 5b. Selective extrapolation, γ × τ (Fig. 4)\n"]
-    for generator, saved in results["extrapolation"].items():
-        sweep = SweepResult.from_dict(saved)
+    n = sweep_samples(results.config)
+    for generator, sweep in results.extrapolation.items():
         refs = sweep.references
-        n = sweep_samples(results)
         rows = [[r.gamma, r.tau, _pct(r.replacement_ratio), _with_stderr(r.avg_at_k, n)] for r in sweep.rows]
         parts.append(
             f"### generator: {generator} model\n\n![extrapolation, {generator} generates]"
@@ -217,35 +217,34 @@ _SCALES = {
 _SCALES["smollm2-seeds"] = _SCALES["smollm2-fig4"] = _SCALES["smollm2"]
 
 
-def training_signals(results: dict[str, Any]) -> dict[str, float]:
-    """Mean rollout entropy and mean `low_prob` token weight over the logged training steps (what reweighting can
+def training_signals(training: TrainingHistory) -> dict[str, float]:
+    """Mean rollout entropy and mean token weight over the logged steps of the `low_prob` runs (what reweighting can
     change: with near-certain rollouts the weight 1 + α(1 − p) stays close to 1 for every token)."""
     signals = {}
-    runs = [history for name, history in results["training"].items() if name.split("-seed")[0] == "low_prob"]
     for key, label in (("entropy", "rollout entropy"), ("reweight/weight_mean", "mean low_prob weight")):
-        values = [entry[key] for history in runs for entry in history if key in entry]
-        if values:
-            signals[label] = sum(values) / len(values)
+        value = training.mean(key, method="low_prob")
+        if value is not None:
+            signals[label] = value
     return signals
 
 
-def _summary(results: dict[str, Any], claims: list[Claim]) -> str:
+def _summary(results: DemoResults, claims: list[Claim]) -> str:
     verdicts = {claim.name: claim.verdict for claim in claims}
-    config = results["config"]
+    config = results.config
     held = [claim for claim, verdict in verdicts.items() if verdict == "yes"]
     missed = [claim for claim, verdict in verdicts.items() if verdict == "no"]
     unclear = [claim for claim, verdict in verdicts.items() if verdict == "within noise"]
-    scale = _SCALES.get(config.get("preset", "toy"), f"`{results['base_model']}`")
+    scale = _SCALES.get(config.preset, f"`{results.base_model}`")
     seeds = seed_count(config)
     text = (
-        f"At this scale ({scale}, {config['train_steps']} GRPO steps, {seeds} seed{'s' if seeds > 1 else ''}, "
+        f"At this scale ({scale}, {config.train_steps} GRPO steps, {seeds} seed{'s' if seeds > 1 else ''}, "
         "small evaluation budgets; an accuracy difference counts only beyond two standard errors), "
         f"{len(held)} of {len(verdicts)} of the paper's claims held"
         + (f": {'; '.join(held)}." if held else ".")
         + (f" Not reproduced here: {'; '.join(missed)}." if missed else "")
         + (f" Too close to call at this budget: {'; '.join(unclear)}." if unclear else "")
     )
-    signals = training_signals(results)
+    signals = training_signals(results.training)
     if "mean low_prob weight" in signals:
         weight = signals["mean low_prob weight"]
         text += (
@@ -266,8 +265,8 @@ def _kernels_text(environment: dict[str, Any]) -> str:
     return f", CPU kernels: ATen {kernels['aten']}, MKL_CBWR {kernels['mkl_cbwr']} ({state}, `hf_dlp.cpu_kernels`)"
 
 
-def _environment_section(results: dict[str, Any]) -> str:
-    environment = results.get("environment")
+def _environment_section(results: DemoResults) -> str:
+    environment = results.environment
     if not environment:
         return ""
     rows = [[name, f"`{version}`"] for name, version in environment["packages"].items()]
@@ -302,7 +301,7 @@ def _expected_section(record: dict[str, Any], preset: str) -> str:
             "## The README's numbers\n\nNo shipped numbers for these settings (the README's are for `hf-dlp demo` "
             f"with the `{preset}` preset's defaults); this run's are in `{HEADLINE_FILE}`.\n"
         )
-    where = _environment_difference(comparison.environment, record.get("environment") or {})
+    where = _environment_difference(comparison.environment, record["environment"])
     verdict = "agree" if comparison.agree else "**differ**"
     rows = sorted(comparison.rows, key=lambda row: row[3])  # the differences first
 
@@ -328,40 +327,41 @@ def claims_table(claims: list[Claim]) -> str:
     return _table(["claim", "held here", "difference ± s.e.", "detectable", "unit", "the paper"], rows)
 
 
-def write_report(results: dict[str, Any], output_dir: str | Path) -> Path:
-    """Write `report.md` from the demo's `results` (as saved in `results.json`) and return its path."""
+def write_report(results: DemoResults, output_dir: str | Path) -> Path:
+    """Write `report.md` (and `headline_numbers.json`) from a demo run's `results` and return the report's path."""
     output_dir = Path(output_dir)
-    config = results["config"]
+    config = results.config
     sections = [build(results) for build in (_evaluation_section, _analysis_section, _replacement_section,
                                              _extrapolation_section)]  # fmt: skip
     claims = demo_claims(results)
     record = headline_record(results, {claim.name: claim.verdict for claim in claims})
-    for c in training_comparisons(results):
+    for c in training_comparisons(results.evaluation, config):
         pair = f"{c.first} − {c.second}"
         record["numbers"].update({f"{pair} difference": c.difference, f"{pair} s.e.": c.stderr})
     record["claims"] = [claim.to_dict() for claim in claims]
     (output_dir / HEADLINE_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    stage_rows = [[name, f"{seconds:.1f}"] for name, seconds in results["stage_seconds"].items()]
-    stage_rows.append(["total", f"{sum(results['stage_seconds'].values()):.1f}"])
-    settings_rows = [[key, f"`{value}`"] for key, value in config.items()]
+    stage_rows = [[name, f"{seconds:.1f}"] for name, seconds in results.stage_seconds.items()]
+    stage_rows.append(["total", f"{sum(results.stage_seconds.values()):.1f}"])
+    settings_rows = [[key, f"`{value}`"] for key, value in config.to_dict().items()]
     training = (
-        f"Base model: `{results['base_model']}`. RL model: `{config['rl_model']}` (given, not trained).\n"
-        if config.get("rl_model")
-        else f"Base model: `{results['base_model']}`. Runs: {', '.join(config['methods'])} "
-        f"(α = {config['reweight_alpha']}).\n\n![training curves](training_curves.png)\n"
+        f"Base model: `{results.base_model}`. RL model: `{config.rl_model}` (given, not trained).\n"
+        if config.rl_model
+        else f"Base model: `{results.base_model}`. Runs: {', '.join(config.methods)} "
+        f"(α = {config.reweight_alpha}).\n\n![training curves](training_curves.png)\n"
     )
     lines = [
         "# hf_dlp demo: the direction of RLVR updates, in miniature",
         "",
-        f"hf_dlp {results['hf_dlp_version']}, preset `{config.get('preset', 'toy')}`, device `{results['device']}`, "
-        f"seed {config['seed']}" + (" (quick budget)" if config["quick"] else "") + ".",
+        f"hf_dlp {results.hf_dlp_version}, preset `{config.preset}`, device `{results.device}`, seed {config.seed}"
+        + (" (quick budget)" if config.quick else "")
+        + ".",
         "",
         "## Summary\n\n" + _summary(results, claims) + "\n\n" + claims_table(claims),
         "",
         "## 1-2. Base model and RLVR training (DAPO recipe: ±1 reward, clip 0.2/0.28, token-level loss, no KL)\n\n"
         + training,
         *sections,
-        _expected_section(record, config.get("preset", "toy")),
+        _expected_section(record, config.preset),
         "## Stage times (wall clock, seconds)\n\n" + _table(["stage", "seconds"], stage_rows) + "\n",
         _environment_section(results),
         "## Settings\n\n" + _table(["setting", "value"], settings_rows) + "\n",
