@@ -16,6 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..evaluation import binomial_stderr
 from .config import DemoConfig
 from .expected import extrapolation_cells, load_expected
@@ -57,6 +58,13 @@ def _shipped_record(preset: str) -> dict[str, Any]:
     return record
 
 
+def _measured_with(record: dict[str, Any]) -> str:
+    """`; measured with hf_dlp X` when the shipped run is older than this version (the card's versions are the
+    renderer's), else nothing."""
+    version = record.get("hf_dlp_version")
+    return "" if version in (None, __version__) else f"; the numbers were measured with hf_dlp {version}"
+
+
 def _with_note(card, note: str) -> str:
     """The card as Markdown, with the quoted `note` right below its title and one final newline."""
     text = str(card)
@@ -95,7 +103,7 @@ def reference_card(preset: str, method: str, description: str) -> str:
     return _with_note(
         card,
         f"Reference run of hf_dlp: {description}. Rendered by `make model-cards` from the numbers shipped in "
-        f"`hf_dlp/demo/expected/{preset}.json` (`hf-dlp demo --preset {preset}`).",
+        f"`hf_dlp/demo/expected/{preset}.json` (`hf-dlp demo --preset {preset}`){_measured_with(record)}.",
     )
 
 
@@ -142,7 +150,7 @@ def extrapolation_card(preset: str, description: str) -> str:
     return _with_note(
         card,
         f"Reference checkpoint of hf_dlp: {description}. Rendered by `make model-cards` from the numbers shipped "
-        f"in `hf_dlp/demo/expected/{preset}.json`.",
+        f"in `hf_dlp/demo/expected/{preset}.json`{_measured_with(record)}.",
     )
 
 
