@@ -307,6 +307,9 @@ def block_cell(args, rl, base, input_ids, mask, config: ExtrapolationConfig) -> 
     for name in paths:
         cell[f"{name}_ratio"] = paired_ratio(times, name, "plain")
         outputs[name], stats = last[name]
+        if name == "per-token":  # how the re-draws spread over the rows: the batch waits for its slowest row
+            shares = [k / max(n, 1) for k, n in zip(stats.num_selected, stats.num_generated, strict=True)]
+            cell["row_selected_max"] = max(shares)
         cell[f"{name}_stats"] = {k: stats.to_dict()[k] for k in ("replacement_ratio", "acceptance_rate",
                                  "mean_accepted_block_length", "num_blocks", "fell_back")}  # fmt: skip
     # Greedy: the share of generated tokens each block path shares with the per-token path (1.0 in float32; bf16
@@ -368,7 +371,8 @@ def format_row(cell: dict, args) -> str:
     auto = f"{cell['auto_over_per_token']:.2f}" if "auto_over_per_token" in cell else "-"
     agree = " | ".join(f"{cell[f'block {b}_agreement']:.0%}" if args.sampling == "greedy" else "-"
                        for b in args.block_sizes)  # fmt: skip
-    return (f"| {cell['setting']} | {cell['batch']} | {cell['selected']:.1%} | {cell['plain_s']:.3f}s | {static} | "
+    return (f"| {cell['setting']} | {cell['batch']} | {cell['selected']:.1%} ({cell['row_selected_max']:.0%}) | "
+            f"{cell['plain_s']:.3f}s | {static} | "
             f"{cell['bound_ratio']:.2f}x | "
             f"{ratios} | {auto} | {accept} | {agree} |")  # fmt: skip
 
@@ -382,7 +386,7 @@ def bench_blocks(args, dtype) -> None:
           "were re-drawn (the other model's prefill and 8-token extends, timed); auto/pt: block auto / "
           "per-token; accept: mean block length / acceptance rate (fb: auto fell back to one token per step); "
           "same: greedy tokens equal to the per-token path's")  # fmt: skip
-    print(f"| setting | B | selected | plain | static | bound {BOUND_BLOCK} | {' | '.join(names)} | auto/pt | "
+    print(f"| setting | B | selected (max row) | plain | static | bound {BOUND_BLOCK} | {' | '.join(names)} | auto/pt | "
           + " | ".join(f"accept {b}" for b in args.block_sizes) + " | "
           + " | ".join(f"same {b}" for b in args.block_sizes) + " |")  # fmt: skip
     print("|---" * (8 + 3 * len(args.block_sizes)) + "|")
