@@ -201,6 +201,24 @@ def test_auto_schedule_falls_back_when_blocks_do_not_pay():
     assert first.fell_back
 
 
+def test_auto_schedule_for_batches_judges_all_blocks_so_far():
+    """A batch's blocks are judged together: four blocks in which the slowest row advanced one token each (as
+    slow as one-token steps) do not end blocks that bought 8 tokens a tick before them; four that lose by far (a
+    quarter token a tick) do, and so do blocks that never pay."""
+
+    def run(advances) -> BlockSchedule:
+        schedule = BlockSchedule("auto", clock=ticking_clock())
+        for advanced in (1,) * 4 + advances:  # four probes, then one tick per block
+            schedule.start()
+            schedule.update(whole=advanced > 1, advanced=advanced)
+        return schedule
+
+    unlucky = run((8,) * 4 + (1,) * 4)
+    assert not unlucky.fell_back and unlucky.size > 1
+    assert run((8,) * 4 + (0.25,) * 4).fell_back
+    assert run((1,) * 6).fell_back
+
+
 def test_auto_schedule_for_one_row_judges_the_firing_rate():
     """One row: the fallback weighs the expected advance from the firing rate seen (prior 5 %), not single blocks."""
 
@@ -233,6 +251,28 @@ def test_auto_falls_back_with_the_same_greedy_tokens(pair, batch, monkeypatch, s
         assert blocks[1].num_blocks >= 24 - 2 * 8
     sampled = both_paths(rl, "auto", seed=4, **kwargs, do_sample=True, top_p=0.9)
     assert_same(*sampled)
+
+
+def test_auto_blocks_of_a_batch_stop_growing_at_the_start_size(pair, batch, monkeypatch):
+    """Blocks that pay grow by 2 up to `MAX_BLOCK_SIZE` for one row, and up to `AUTO_BLOCK_START` for a batch (its
+    slowest row cuts them); the tokens stay the per-token path's."""
+    monkeypatch.setattr(acceptance, "block_clock", ticking_clock())  # every block one tick: blocks pay
+    sizes: list[int] = []
+
+    class Recorded(acceptance.BlockSchedule):
+        def start(self):
+            sizes.append(self.size)
+            super().start()
+
+    monkeypatch.setattr(block_module, "BlockSchedule", Recorded)
+    rl, base = pair
+    kwargs = dict(base_model=base, selection="delta_logp", tau=-50.0, gamma=0.5, max_new_tokens=60, do_sample=False)
+    assert_same(*both_paths(rl, "auto", **batch, **kwargs))
+    assert max(sizes) == acceptance.AUTO_BLOCK_START
+    sizes.clear()
+    one_row = {key: value[:1] for key, value in batch.items()}
+    assert_same(*both_paths(rl, "auto", **one_row, **kwargs))
+    assert max(sizes) > acceptance.AUTO_BLOCK_START
 
 
 # --- sampling: seeded equality (selective) --------------------------------------------------------------------------

@@ -34,11 +34,13 @@ from .selection import StepLogProbs, select_positions
 AUTO_BLOCK_START = 8
 # "auto" first times this many one-token steps (the first, fed by the prefill, is not timed) ...
 AUTO_PROBE_STEPS = 4
-# ... then falls back to one-token steps when blocks cost more than this share of a one-token step per token (the
-# last `AUTO_WINDOW` blocks together; batches judge from the second block on), or, for batches, when the first block
-# alone costs more than `AUTO_FIRST_BLOCK_LIMIT` times it.
+# ... then falls back to one-token steps when blocks cost more than this share of a one-token step per token (all
+# blocks so far together, from the `AUTO_WINDOW`-th block on; batches judge from the second block on), or, for
+# batches, when the first block alone costs more than `AUTO_FIRST_BLOCK_LIMIT` times it.
 AUTO_FALLBACK_RATIO = 0.95
 AUTO_WINDOW = 4
+# Batches also fall back when their last `AUTO_WINDOW` blocks cost more than this many one-token steps per token.
+AUTO_RECENT_LIMIT = 2.0
 # One row: the expected advance of a block of n is (1 - (1 - s)^n) / s for a firing rate s per position, estimated as
 # (fires + 1) / (positions + 20) (a prior of 5 %).
 AUTO_PRIOR_FIRES, AUTO_PRIOR_POSITIONS = 1, 20
@@ -54,8 +56,8 @@ class BlockSchedule:
     `"auto"` first runs `AUTO_PROBE_STEPS` one-token steps and times them; then blocks start at `start`,
     grow by 2 after a block accepted whole and shrink by 1 after a cut (transformers' assisted-generation heuristic),
     or when the block cost more per token than the one before.
-    Each block's time per advanced token is compared with a one-token step's: when blocks cost more
-    (`AUTO_FALLBACK_RATIO`), the rest of the call runs one token per step (`fell_back`). For one row (`fired` given)
+    The blocks' time per advanced token (all blocks so far) is compared with a one-token step's: when blocks cost
+    more (`AUTO_FALLBACK_RATIO`), the rest of the call runs one token per step (`fell_back`). For one row (`fired` given)
     the judgement uses the firing rate seen, with a prior (`AUTO_PRIOR_FIRES`), and the measured cost of a draft, so
     a few unlucky early cuts do not end the blocks. With `judge_first` (batches,
     whose rows drift apart while blocks are tried) the first block alone can decide (`AUTO_FIRST_BLOCK_LIMIT`). Call
@@ -80,9 +82,18 @@ class BlockSchedule:
     (1, True)
     """
 
-    def __init__(self, block_size: int | str, *, start: int = AUTO_BLOCK_START, judge_first: bool = True, clock=None):
+    def __init__(
+        self,
+        block_size: int | str,
+        *,
+        start: int = AUTO_BLOCK_START,
+        maximum: int = MAX_BLOCK_SIZE,
+        judge_first: bool = True,
+        clock=None,
+    ):
         self.adaptive = block_size == AUTO_BLOCK_SIZE
         self._start_size = start
+        self._maximum = maximum
         self._judge_first = judge_first
         self.size = 1 if self.adaptive else int(block_size)
         self.fell_back = False
@@ -123,7 +134,7 @@ class BlockSchedule:
             self.fell_back, self.size = True, 1
             return self.size
         grow = whole and not rising  # a longer block must also be cheaper per token than the last one
-        self.size = min(self.size + 2, MAX_BLOCK_SIZE) if grow else max(self.size - 1, 1)
+        self.size = min(self.size + 2, self._maximum) if grow else max(self.size - 1, 1)
         return self.size
 
     def _loses(self) -> bool:
@@ -137,9 +148,15 @@ class BlockSchedule:
             per_draft = sum(seconds for seconds, _ in self._blocks) / self._drafted
             best = min(n * per_draft * rate / (1 - (1 - rate) ** n) for n in range(2, MAX_BLOCK_SIZE + 1))
             return best > AUTO_FALLBACK_RATIO * one
-        seconds, advanced = (sum(values) for values in zip(*self._blocks[-AUTO_WINDOW:], strict=True))
+        # batches: every block so far. The batch ends with its slowest row, so the sum of that row's advances is
+        # what the blocks bought; a window of a few blocks swings with single cuts of that row (rows drift apart).
+        # The last few blocks alone decide only when they lose by far (a row that started re-drawing often).
+        seconds, advanced = (sum(values) for values in zip(*self._blocks, strict=True))
         limit = AUTO_FIRST_BLOCK_LIMIT if len(self._blocks) == 1 else AUTO_FALLBACK_RATIO
-        return seconds / max(advanced, 1e-9) > limit * one
+        recent, recent_advanced = (sum(values) for values in zip(*self._blocks[-AUTO_WINDOW:], strict=True))
+        return seconds / max(advanced, 1e-9) > limit * one or (
+            len(self._blocks) >= AUTO_WINDOW and recent / max(recent_advanced, 1e-9) > AUTO_RECENT_LIMIT * one
+        )
 
 
 def speculative_accept(p_token: torch.Tensor, q_token: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
@@ -242,6 +259,7 @@ __all__ = [
     "AUTO_PRIOR_FIRES",
     "AUTO_PRIOR_POSITIONS",
     "AUTO_PROBE_STEPS",
+    "AUTO_RECENT_LIMIT",
     "AUTO_WINDOW",
     "BlockSchedule",
     "dense_greedy_fires",

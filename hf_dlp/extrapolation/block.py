@@ -61,7 +61,7 @@ from .block_rows import (
     to_host,
 )
 from .compatibility import check_transformers_compatibility
-from .config import ExtrapolationConfig
+from .config import MAX_BLOCK_SIZE, ExtrapolationConfig
 from .decoding import draw_next_tokens
 from .selection import StepLogProbs, dense_log_probs, redraw_log_probs, step_log_probs
 from .step import ExtrapolationStats, masked_scores, other_side_scorer, private_generator, valid_width, widen
@@ -210,7 +210,11 @@ class BlockExtrapolationDecoder:
         swaps = SwapLog() if self.record_swaps else None
         # batches start shorter: while a block is tried, the rows drift apart, and a fallback pays for the lag
         start = max(2, AUTO_BLOCK_START // input_ids.shape[0])
-        schedule = BlockSchedule(self.config.block_size, start=start, judge_first=input_ids.shape[0] > 1)
+        # a batch's blocks are cut by its slowest row: past AUTO_BLOCK_START tokens they draft more than it keeps
+        maximum = MAX_BLOCK_SIZE if input_ids.shape[0] == 1 else AUTO_BLOCK_START
+        schedule = BlockSchedule(
+            self.config.block_size, start=start, maximum=maximum, judge_first=input_ids.shape[0] > 1
+        )
         max_length = generation_config.max_length
         while True:
             shortest = slowest_length(run, max_length)
