@@ -13,8 +13,8 @@
    so `--selected` of its tokens fall below τ. Per row: plain `generate`, plain `generate` with a static cache
    (compiled on CUDA), the per-token processor, `block_size=8` and `"auto"`, as ratios to plain `generate`, with the
    selected share, "auto" / per-token, the block paths' acceptance, and "bound 8": what block 8 would cost if no
-   token were re-drawn (plain `generate` + the other model's prefill and 8-token extends, timed on the same batch). `--sampling greedy|paper` (temperature 1.0,
-   top-p 0.7). Targets on CPU: B = 1 selective hidden 1024 <= 1.3x, B = 16 selective <= 1.4x, auto / per-token
+   token were re-drawn (plain `generate` + the other model's prefill and 8-token extends, timed on the same batch).
+   `--sampling greedy|paper` (temperature 1.0, top-p 0.7). Targets on CPU: B = 1 selective hidden 1024 <= 1.3x, B = 16 selective <= 1.4x, auto / per-token
    <= 1.05 at every B.
 5. `--distribution_rows N`: dense sampling's output distribution on the block path against the per-token path in the
    run's dtype (bf16 on CUDA), as token-histogram distances beside the sampling noise.
@@ -56,20 +56,23 @@ def tiny_llama(seed: int, hidden: int, layers: int, device: str, dtype: torch.dt
     return LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
 
 
+def run_timed(fn, device: str):
+    """`(fn(), seconds)`, the device's queued work included."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - start
+
+
 def timed(fn, repeats: int, device: str, results: list | None = None) -> float:
     """Median wall time of `repeats` calls; the last call's result is appended to `results` when given."""
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        result = fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    medians, _, last = timed_side_by_side({"fn": fn}, repeats, device)
     if results is not None:
-        results.append(result)
-    return statistics.median(times)
+        results.append(last["fn"])
+    return medians["fn"]
 
 
 def timed_side_by_side(fns: dict, repeats: int, device: str) -> tuple[dict[str, float], dict[str, list[float]], dict]:
@@ -80,13 +83,8 @@ def timed_side_by_side(fns: dict, repeats: int, device: str) -> tuple[dict[str, 
     for repeat in range(repeats):
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            results[name] = fns[name]()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
+            results[name], seconds = run_timed(fns[name], device)
+            times[name].append(seconds)
     return {name: statistics.median(t) for name, t in times.items()}, times, results
 
 
@@ -344,16 +342,9 @@ def block_bound(args, other, input_ids, mask, plain_s: float) -> float:
     extend_mask = torch.cat([mask, torch.ones_like(ids)], dim=-1)
     prefill_s, extend_s = [], []
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        cache = prefill()
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        prefill_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        other(ids, attention_mask=extend_mask, cache=cache)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        extend_s.append(time.perf_counter() - start)
+        cache, seconds = run_timed(prefill, args.device)
+        prefill_s.append(seconds)
+        extend_s.append(run_timed(lambda c=cache: other(ids, attention_mask=extend_mask, cache=c), args.device)[1])
     blocks = -(-args.new_tokens // BOUND_BLOCK)
     return (plain_s + statistics.median(prefill_s) + blocks * statistics.median(extend_s)) / plain_s
 

@@ -146,7 +146,7 @@ class BlockSchedule:
         if self._drafted:  # one row: judge the expected advance from the firing rate seen (with a prior), not luck
             rate = (self._fires + AUTO_PRIOR_FIRES) / (self._trials + AUTO_PRIOR_POSITIONS)
             per_draft = sum(seconds for seconds, _ in self._blocks) / self._drafted
-            best = min(n * per_draft * rate / (1 - (1 - rate) ** n) for n in range(2, MAX_BLOCK_SIZE + 1))
+            best = min(n * per_draft * rate / (1 - (1 - rate) ** n) for n in range(2, self._maximum + 1))
             return best > AUTO_FALLBACK_RATIO * one
         # batches: every block so far. The batch ends with its slowest row, so the sum of that row's advances is
         # what the blocks bought; a window of a few blocks swings with single cuts of that row (rows drift apart).
